@@ -1,0 +1,53 @@
+"""Every error rtmer raises on purpose.
+
+    RtmerError
+    ├── ModelContractError   the model file is missing, corrupt, or breaks the contract
+    ├── AudioInputError      an audio file or stream that cannot be read or is malformed
+    ├── DeviceNotFoundError  no input device matches; lists the available ones
+    ├── PortInUseError       a server port cannot be bound
+    ├── ConfigError          a bad option value or config file
+    └── DatasetError         a training dataset that is missing or malformed
+"""
+
+from __future__ import annotations
+
+
+class RtmerError(Exception):
+    """Base class of all rtmer errors."""
+
+
+class ModelContractError(RtmerError):
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"model file {path!r}: {reason}")
+
+
+class AudioInputError(RtmerError):
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"audio input {source!r}: {reason}")
+
+
+class DeviceNotFoundError(RtmerError):
+    def __init__(self, query: str, available: list[str]) -> None:
+        self.query = query
+        self.available = available
+        listing = "\n".join(f"  {name}" for name in available) or "  (none)"
+        super().__init__(f"no input device matches {query!r}; available input devices:\n{listing}")
+
+
+class PortInUseError(RtmerError):
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        super().__init__(f"port {port} on {host} is already in use; choose another with --ws-port")
+
+
+class ConfigError(RtmerError):
+    """A bad option value; the message names the option, the value and what was expected."""
+
+
+class DatasetError(RtmerError):
+    """A training dataset that is missing or malformed; the message names the file or value."""

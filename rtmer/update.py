@@ -1,0 +1,34 @@
+"""The value every output adapter receives: one stream's estimate for one hop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One stream's estimate at the end of one hop.
+
+    ``t`` is the stream time [s] at the end of the hop, counted from the stream's
+    first sample; ``time`` is the wall-clock unix time [s] when the estimate was made.
+    ``valence``/``arousal`` are smoothed, ``*_raw`` are the model's output, all in [-1, 1].
+    """
+
+    stream: str
+    seq: int
+    t: float
+    time: float
+    valence: float
+    arousal: float
+    valence_raw: float
+    arousal_raw: float
+    mood: str
+
+
+class Sink(Protocol):
+    """An output adapter. ``publish`` must never block the engine."""
+
+    def publish(self, update: Update) -> None: ...
+
+    def close(self) -> None: ...
