@@ -1,0 +1,232 @@
+"""Text outputs: the JSON form of an update, and NDJSON / CSV sinks for pipes and files.
+
+``update_to_dict`` is the one JSON shape of an update; the WebSocket sink sends exactly
+this (``{"type": "va", ...}``) and the NDJSON sink writes it one object per line.
+
+Both sinks write in the caller's thread by default (``queue_size=0``): every line is
+written and flushed, nothing is dropped, and a reader that stops reading a pipe
+eventually blocks the writer once the OS pipe buffer (64 KiB on Linux, several hundred
+lines) is full. That is what ``rtmer analyze`` wants. For a live run whose reader may
+stall, pass ``queue_size=N``: lines then go through a bounded queue of N lines to a
+daemon writer thread, ``publish`` never blocks, and when the queue is full the OLDEST
+line is dropped and counted in ``dropped``.
+
+A write that fails (a closed pipe: ``BrokenPipeError``; a closed file) is logged once;
+later lines are counted in ``dropped`` and not written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import threading
+from collections import deque
+from typing import Any, TextIO
+
+from rtmer.errors import ConfigError
+from rtmer.update import Update
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("time_s", "valence", "arousal", "valence_raw", "arousal_raw", "mood", "stream", "seq")
+
+
+def _finite(x: float) -> float | None:
+    """``x`` as a float, or None (JSON ``null``) for NaN and inf, which JSON cannot carry."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def update_to_dict(update: Update) -> dict[str, Any]:
+    """The WebSocket ``va`` message for one update.
+
+    ``t`` is the stream time [s] at the end of the hop; ``time`` the unix time [s] of the
+    estimate; ``valence``/``arousal`` smoothed and ``raw`` unsmoothed, in [-1, 1].
+    A non-finite value becomes ``None`` so the result is always valid JSON.
+    """
+    return {
+        "type": "va",
+        "stream": update.stream,
+        "seq": int(update.seq),
+        "t": _finite(update.t),
+        "time": _finite(update.time),
+        "valence": _finite(update.valence),
+        "arousal": _finite(update.arousal),
+        "raw": {"valence": _finite(update.valence_raw), "arousal": _finite(update.arousal_raw)},
+        "mood": update.mood,
+    }
+
+
+def update_to_json(update: Update) -> str:
+    """``update_to_dict`` serialised compactly, without a trailing newline."""
+    return json.dumps(update_to_dict(update), separators=(",", ":"), allow_nan=False)
+
+
+def csv_row(update: Update) -> list[str]:
+    """One CSV row in ``CSV_COLUMNS`` order; floats as ``repr`` so they round-trip exactly."""
+    return [
+        repr(float(update.t)),
+        repr(float(update.valence)),
+        repr(float(update.arousal)),
+        repr(float(update.valence_raw)),
+        repr(float(update.arousal_raw)),
+        update.mood,
+        update.stream,
+        str(int(update.seq)),
+    ]
+
+
+class _LineWriter:
+    """Writes text lines to a file, inline or through a bounded drop-oldest queue.
+
+    ``queue_size=0`` writes in the caller's thread; ``queue_size>0`` hands lines to a
+    daemon thread through a ``deque(maxlen=queue_size)`` (drops the oldest, counts it).
+    """
+
+    def __init__(self, file: TextIO, *, queue_size: int, name: str) -> None:
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 0:
+            raise ConfigError(f"queue_size={queue_size!r} must be an integer >= 0 (0 writes inline)")
+        self._file = file
+        self._name = name
+        self.written = 0
+        """Lines written [count]."""
+        self.dropped = 0
+        """Lines not written: dropped from a full queue or after a write error [count]."""
+        self._failed = False
+        self._closed = False
+        self._queue: deque[str] | None = None
+        self._thread: threading.Thread | None = None
+        self._cond = threading.Condition()
+        if queue_size > 0:
+            self._queue = deque(maxlen=queue_size)
+            self._thread = threading.Thread(target=self._run, name=f"rtmer-{name}-writer", daemon=True)
+            self._thread.start()
+
+    def put(self, line: str) -> None:
+        """Write ``line`` (which ends in a newline) now, or queue it; never raises on I/O errors."""
+        if self._closed:
+            self.dropped += 1
+            return
+        if self._queue is None:
+            self._write(line)
+            return
+        with self._cond:
+            if len(self._queue) == self._queue.maxlen:
+                self.dropped += 1
+            self._queue.append(line)
+            self._cond.notify()
+
+    def _write(self, line: str) -> None:
+        if self._failed:
+            self.dropped += 1
+            return
+        try:
+            self._file.write(line)
+            self._file.flush()
+        except (OSError, ValueError) as exc:  # BrokenPipeError, closed file
+            self._failed = True
+            self.dropped += 1
+            log.warning("%s output stopped: %s; further lines are dropped and counted", self._name, exc)
+            return
+        self.written += 1
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue and self._closed:
+                    return
+                line = self._queue.popleft()
+            self._write(line)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Write what is queued (waiting at most ``timeout`` [s]) and flush; leaves the file open."""
+        if self._closed:
+            return
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if not self._failed:
+            try:
+                self._file.flush()
+            except (OSError, ValueError):
+                pass
+
+
+class NdjsonSink:
+    """Writes one JSON object (``update_to_dict``) per line per update, flushed at once.
+
+    ``file`` is an open text file or ``sys.stdout``; the caller owns it and ``close()``
+    flushes but does not close it. ``queue_size`` [lines]: 0 writes in the caller's
+    thread and never drops; N > 0 writes from a daemon thread and drops the oldest line
+    when N lines are waiting (see the module notes).
+    """
+
+    def __init__(self, file: TextIO, *, queue_size: int = 0) -> None:
+        self._out = _LineWriter(file, queue_size=queue_size, name="NDJSON")
+
+    @property
+    def written(self) -> int:
+        """Lines written [count]."""
+        return self._out.written
+
+    @property
+    def dropped(self) -> int:
+        """Lines dropped from a full queue or after a write error [count]."""
+        return self._out.dropped
+
+    def publish(self, update: Update) -> None:
+        """Write (or queue) the line for ``update``."""
+        self._out.put(update_to_json(update) + "\n")
+
+    def close(self) -> None:
+        """Write what is queued and flush; the file stays open."""
+        self._out.close()
+
+
+class CsvSink:
+    """Writes a CSV header, then one row per update, flushed at once.
+
+    Columns: ``time_s,valence,arousal,valence_raw,arousal_raw,mood,stream,seq`` where
+    ``time_s`` is ``update.t``, the end of the hop [s] in stream time. Floats are written
+    with ``repr`` (shortest string that parses back to the same float), so reading the
+    file gives back exactly the values that were published. ``queue_size`` as in
+    ``NdjsonSink``. ``close()`` flushes but does not close ``file``.
+    """
+
+    def __init__(self, file: TextIO, *, queue_size: int = 0) -> None:
+        self._out = _LineWriter(file, queue_size=queue_size, name="CSV")
+        self._buf = io.StringIO()
+        self._csv = csv.writer(self._buf, lineterminator="\n")
+        self._out.put(self._line(list(CSV_COLUMNS)))
+
+    def _line(self, row: list[str]) -> str:
+        self._buf.seek(0)
+        self._buf.truncate()
+        self._csv.writerow(row)
+        return self._buf.getvalue()
+
+    @property
+    def written(self) -> int:
+        """Lines written, the header included [count]."""
+        return self._out.written
+
+    @property
+    def dropped(self) -> int:
+        """Lines dropped from a full queue or after a write error [count]."""
+        return self._out.dropped
+
+    def publish(self, update: Update) -> None:
+        """Write (or queue) the row for ``update``."""
+        self._out.put(self._line(csv_row(update)))
+
+    def close(self) -> None:
+        """Write what is queued and flush; the file stays open."""
+        self._out.close()
