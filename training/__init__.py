@@ -1,0 +1,1 @@
+"""rtmer training: datasets, rendering, front end, models and the training loop."""
