@@ -1,0 +1,199 @@
+"""OSC sink over real UDP sockets, with the receiver in another process (python-osc decoding)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import select
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from rtmer.errors import ConfigError
+from rtmer.osc import OscSink, parse_target
+from rtmer.update import Update
+
+N_PORTS = 2
+
+
+def _receiver(ports_out: Any, received: Any, stop: Any) -> None:
+    """Child process: bind UDP sockets on loopback, decode every bundle with python-osc."""
+    from pythonosc.osc_bundle import OscBundle
+    from pythonosc.parsing import osc_types
+
+    socks = []
+    for _ in range(N_PORTS):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports_out.put([s.getsockname()[1] for s in socks])
+    while not stop.is_set():
+        ready, _, _ = select.select(socks, [], [], 0.05)
+        for s in ready:
+            dgram = s.recv(65536)
+            port = s.getsockname()[1]
+            assert OscBundle.dgram_is_bundle(dgram)
+            bundle = OscBundle(dgram)
+            messages = []
+            for m in bundle:
+                # the type tag string follows the address in the message datagram
+                _, index = osc_types.get_string(m.dgram, 0)
+                tags, _ = osc_types.get_string(m.dgram, index)
+                messages.append((m.address, tags, list(m.params)))
+            received.put((port, bundle.timestamp, messages))
+
+
+@dataclass
+class Receiver:
+    ports: list[int]
+    queue: Any
+
+    def get(self, n: int, timeout: float = 3.0) -> list[tuple[int, float, list[Any]]]:
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            out.append(self.queue.get(timeout=max(0.01, deadline - time.monotonic())))
+        return out
+
+    def assert_empty(self, wait: float = 0.1) -> None:
+        with pytest.raises(queue.Empty):
+            self.queue.get(timeout=wait)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    ctx = mp.get_context("spawn")
+    ports_out, received, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=_receiver, args=(ports_out, received, stop), daemon=True)
+    proc.start()
+    try:
+        yield Receiver(ports_out.get(timeout=20), received)
+    finally:
+        stop.set()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+
+
+def make_update(seq: int = 0, stream: str = "main", time_: float = 1_700_000_000.5) -> Update:
+    return Update(
+        stream=stream,
+        seq=seq,
+        t=0.5 * (seq + 1),
+        time=time_,
+        valence=0.5,
+        arousal=-0.25,
+        valence_raw=1.0,
+        arousal_raw=-1.0,
+        mood="excited",
+    )
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_one_bundle_with_flat_addresses_types_values_and_timetag(receiver: Receiver) -> None:
+    sink = OscSink([("127.0.0.1", receiver.ports[0])])
+    sink.publish(make_update(time_=1_700_000_123.25))
+    sink.close()
+    [(port, timestamp, messages)] = receiver.get(1)
+    assert port == receiver.ports[0]
+    assert timestamp == pytest.approx(1_700_000_123.25, abs=1e-6)
+    assert messages == [
+        ("/rtmer/valence", ",f", [0.5]),
+        ("/rtmer/arousal", ",f", [-0.25]),
+        ("/rtmer/va", ",ff", [0.5, -0.25]),
+        ("/rtmer/mood", ",s", ["excited"]),
+        ("/rtmer/raw/va", ",ff", [1.0, -1.0]),
+    ]
+    receiver.assert_empty()
+
+
+def test_every_target_gets_the_same_bundle(receiver: Receiver) -> None:
+    sink = OscSink([("127.0.0.1", p) for p in receiver.ports], prefix="/show/emo")
+    for seq in range(3):
+        sink.publish(make_update(seq, time_=1_700_000_000.0 + seq))
+    sink.close()
+    got = receiver.get(3 * N_PORTS)
+    for port in receiver.ports:
+        mine = [(ts, msgs) for p, ts, msgs in got if p == port]
+        assert [round(ts) for ts, _ in mine] == [1_700_000_000, 1_700_000_001, 1_700_000_002]
+        assert mine[0][1][0][0] == "/show/emo/valence"
+    assert [t.sent for t in sink.targets] == [3, 3]
+
+
+def test_per_stream_prefix_and_unit_range(receiver: Receiver) -> None:
+    sink = OscSink([("127.0.0.1", receiver.ports[0])], per_stream_prefix=True, unit_range=True)
+    sink.publish(make_update(stream="deck1"))
+    sink.publish(make_update(stream="deck 2/B"))
+    sink.close()
+    (_, _, m1), (_, _, m2) = receiver.get(2)
+    assert m1 == [
+        ("/rtmer/deck1/valence", ",f", [0.75]),
+        ("/rtmer/deck1/arousal", ",f", [0.375]),
+        ("/rtmer/deck1/va", ",ff", [0.75, 0.375]),
+        ("/rtmer/deck1/mood", ",s", ["excited"]),
+        ("/rtmer/deck1/raw/va", ",ff", [1.0, 0.0]),
+    ]
+    assert [a for a, _, _ in m2][0] == "/rtmer/deck_2_B/valence"  # unsafe characters replaced
+
+
+def test_unreachable_target_keeps_running_and_logs_once(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = free_udp_port()  # nobody listens: the kernel answers ICMP port unreachable
+    targets = [("127.0.0.1", dead), ("host.invalid", 9000), ("127.0.0.1", receiver.ports[0])]
+    with caplog.at_level("WARNING", logger="rtmer.osc"):
+        sink = OscSink(targets)
+        for seq in range(5):
+            sink.publish(make_update(seq))
+            time.sleep(0.01)  # let the ICMP error arrive before the next send
+    sink.close()
+    assert len(receiver.get(5)) == 5  # the good target got everything
+    dead_stats, unresolved, good = sink.targets
+    # Linux reports each ICMP error on the next send, so refused sends alternate with sent ones
+    assert dead_stats.errors >= 2 and dead_stats.sent + dead_stats.errors == 5
+    assert "ConnectionRefusedError" in (dead_stats.last_error or "")
+    assert unresolved.errors == 6 and unresolved.sent == 0  # 1 at resolve + 5 skipped sends
+    assert good.errors == 0 and good.sent == 5
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len([w for w in warnings if f"127.0.0.1:{dead}" in w]) == 1
+    assert len([w for w in warnings if "host.invalid:9000" in w]) == 1
+    assert len(warnings) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("127.0.0.1:9000", ("127.0.0.1", 9000)), ("mixer.local:57120", ("mixer.local", 57120)),
+     ("[::1]:7000", ("::1", 7000))],
+)
+def test_parse_target(text: str, expected: tuple[str, int]) -> None:
+    assert parse_target(text) == expected
+
+
+@pytest.mark.parametrize("text", ["localhost", "localhost:", ":9000", "host:port", "::1:9000", "h:0"])
+def test_parse_target_rejects(text: str) -> None:
+    with pytest.raises(ConfigError, match=rf"OSC target '{text}'.*expected 'host:port'"):
+        parse_target(text)
+
+
+def test_parse_target_names_out_of_range_port() -> None:
+    with pytest.raises(ConfigError, match=r"'h:70000': port 70000 is out of range"):
+        parse_target("h:70000")
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ConfigError, match=r"prefix='rtmer/' must look like '/rtmer'"):
+        OscSink([("127.0.0.1", 9000)], prefix="rtmer/")
+    with pytest.raises(ConfigError, match=r"targets=\[\] must name at least one"):
+        OscSink([])
+    with pytest.raises(ConfigError, match=r"\('127.0.0.1', 0\) must be a \(host, port\) pair"):
+        OscSink([("127.0.0.1", 0)])
