@@ -1,0 +1,181 @@
+"""The thin loop around the engine: inputs -> framers -> engine -> sinks.
+
+One thread. Each turn it waits (``select``) until a live/stdin input has data or a
+paced input's next block is due (at most ``MAX_WAIT_S``), polls every input without
+blocking, cuts blocks into hops, runs all ready hops through ``Engine.process`` (one
+batched model call per round) and publishes every update to every sink.
+
+Never falls over on stage: an input that raises or ends is closed and its stream
+ended, the others go on; a sink that raises is counted and logged once, and the
+engine and the other sinks go on. ``stop`` (a ``threading.Event``) ends the loop
+within ``MAX_WAIT_S``.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from rtmer.engine import Engine, StreamStats
+from rtmer.framing import Hop, HopFramer
+from rtmer.sources import Input
+from rtmer.update import Sink, Update
+
+log = logging.getLogger(__name__)
+
+MAX_WAIT_S = 0.1  # longest wait between checks of ``stop`` [s]
+
+
+@dataclass
+class RunSummary:
+    """What a run did: per-stream engine counters, per-input counters and failures."""
+
+    streams: dict[str, StreamStats] = field(default_factory=dict)
+    inputs: dict[str, dict[str, int]] = field(default_factory=dict)
+    failed_inputs: dict[str, str] = field(default_factory=dict)
+    sink_errors: dict[str, int] = field(default_factory=dict)
+    updates: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+
+class Runner:
+    """Drives ``inputs`` through ``engine`` to ``sinks`` until the inputs end or ``stop`` is set.
+
+    ``on_updates`` (optional) sees each batch of updates after the sinks, e.g. the
+    terminal display. ``max_seconds`` [s] stops a run after that much wall time.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        inputs: Sequence[Input],
+        sinks: Sequence[Sink],
+        *,
+        stop: threading.Event | None = None,
+        on_updates: Callable[[list[Update]], None] | None = None,
+        max_seconds: float | None = None,
+    ) -> None:
+        self.engine = engine
+        self.inputs = list(inputs)
+        self.sinks = list(sinks)
+        self.stop = stop or threading.Event()
+        self.on_updates = on_updates
+        self.max_seconds = max_seconds
+        info = engine.info
+        self.framers: dict[str, HopFramer] = {}
+        for inp in self.inputs:
+            for s in inp.streams:
+                if s in self.framers:
+                    raise ValueError(f"stream id {s!r} is used twice")
+                self.framers[s] = HopFramer(s, hop_samples=info.hop_samples, sample_rate=info.sample_rate)
+        self.summary = RunSummary()
+        self._sink_logged: set[int] = set()
+
+    def publish(self, updates: list[Update]) -> None:
+        for sink in self.sinks:
+            for u in updates:
+                try:
+                    sink.publish(u)
+                except Exception as exc:
+                    name = type(sink).__name__
+                    self.summary.sink_errors[name] = self.summary.sink_errors.get(name, 0) + 1
+                    if id(sink) not in self._sink_logged:
+                        self._sink_logged.add(id(sink))
+                        log.error("output %s failed (%s); the others go on (logged once)", name, exc)
+        self.summary.updates += len(updates)
+        if self.on_updates is not None and updates:
+            try:
+                self.on_updates(updates)
+            except Exception as exc:
+                log.debug("display failed: %s", exc)
+
+    def _wait(self, active: list[Input]) -> None:
+        now = time.monotonic()
+        timeout = MAX_WAIT_S
+        fds: list[int] = []
+        for inp in active:
+            due = inp.next_due()
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - now))
+            fd = inp.fileno()
+            if fd is not None:
+                fds.append(fd)
+        if timeout <= 0:
+            return
+        if fds:
+            select.select(fds, [], [], timeout)
+        else:
+            time.sleep(timeout)
+
+    def _end_input(self, inp: Input, hops: list[Hop], ended: list[str]) -> None:
+        for s in inp.streams:
+            last = self.framers[s].flush()
+            if last is not None:
+                hops.append(last)
+            ended.append(s)
+        self.summary.inputs[inp.name] = inp.stats()
+        if inp.error:
+            self.summary.failed_inputs[inp.name] = inp.error
+            log.error("%s: %s", inp.name, inp.error)
+        try:
+            inp.close()
+        except Exception as exc:
+            log.warning("closing %s: %s", inp.name, exc)
+
+    def run(self) -> RunSummary:
+        """Run until every input has ended, ``stop`` is set or ``max_seconds`` passed."""
+        started = time.monotonic()
+        active: list[Input] = []
+        for inp in self.inputs:
+            try:
+                inp.start()
+                active.append(inp)
+            except Exception as exc:
+                self.summary.failed_inputs[inp.name] = str(exc)
+                log.error("%s: %s", inp.name, exc)
+                for s in inp.streams:
+                    self.framers.pop(s, None)
+        try:
+            while active and not self.stop.is_set():
+                if self.max_seconds is not None and time.monotonic() - started >= self.max_seconds:
+                    break
+                self._wait(active)
+                hops: list[Hop] = []
+                ended: list[str] = []
+                for inp in list(active):
+                    try:
+                        blocks = inp.poll()
+                    except Exception as exc:
+                        inp.error = inp.error or f"failed ({exc})"
+                        inp.finished = True
+                        blocks = []
+                    for b in blocks:
+                        framer = self.framers[b.stream]
+                        if b.gap:
+                            framer.skip(b.lost_samples)
+                        hops.extend(framer.process(b.samples))
+                    if inp.finished:
+                        active.remove(inp)
+                        self._end_input(inp, hops, ended)
+                if hops:
+                    self.publish(self.engine.process(hops))
+                for s in ended:
+                    stats = self.engine.end_stream(s)
+                    if stats is not None:
+                        self.summary.streams[s] = stats
+        finally:
+            self.summary.interrupted = self.stop.is_set()
+            for inp in active:
+                self.summary.inputs[inp.name] = inp.stats()
+                try:
+                    inp.close()
+                except Exception as exc:
+                    log.warning("closing %s: %s", inp.name, exc)
+            self.summary.streams.update(self.engine.stats())
+            self.summary.seconds = time.monotonic() - started
+        return self.summary
