@@ -1,0 +1,72 @@
+"""Per-hop latency and batched throughput of a model file through onnxruntime on one CPU thread.
+
+    python benchmarks/model_latency.py [models/rtmer-default.onnx] [--json]
+
+Latency includes the in-graph front end (DFT, log-mel, features): one call of the model
+per 500 ms hop, batch 1. Throughput is real-time streams per core at batch 256: how many
+streams one core keeps up with when their hops share one call. Targets: p50 <= 0.5 ms,
+p99 <= 1 ms, >= 1000 streams per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rtmer.model import DEFAULT_MODEL_PATH, StreamingModel
+
+
+def measure(path: Path, *, hops: int = 2000, batch: int = 256, batch_calls: int = 20) -> dict[str, float]:
+    model = StreamingModel(path, providers=["CPUExecutionProvider"], intra_op_threads=1)
+    rng = np.random.default_rng(0)
+    hop = model.info.hop_samples
+    audio = (0.1 * rng.standard_normal((1, hop))).astype(np.float32)
+    state = model.initial_state(1)
+    for _ in range(50):
+        _, state = model.step(audio, state)
+    times = np.empty(hops)
+    for i in range(hops):
+        start = time.perf_counter()
+        _, state = model.step(audio, state)
+        times[i] = time.perf_counter() - start
+    batch_audio = (0.1 * rng.standard_normal((batch, hop))).astype(np.float32)
+    batch_state = model.initial_state(batch)
+    for _ in range(3):
+        _, batch_state = model.step(batch_audio, batch_state)
+    batch_times = np.empty(batch_calls)
+    for i in range(batch_calls):
+        start = time.perf_counter()
+        _, batch_state = model.step(batch_audio, batch_state)
+        batch_times[i] = time.perf_counter() - start
+    call = float(np.median(batch_times))
+    return {
+        "p50_ms": float(np.percentile(times, 50) * 1e3),
+        "p99_ms": float(np.percentile(times, 99) * 1e3),
+        "batch": batch,
+        "batch_call_ms": call * 1e3,
+        "streams_per_core": batch * model.info.hop_seconds / call,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", nargs="?", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    figures = measure(args.model)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        print(f"model {args.model}")
+        print(f"per-hop latency, batch 1, 1 thread: p50 {figures['p50_ms']:.3f} ms, p99 {figures['p99_ms']:.3f} ms")
+        print(f"batch {figures['batch']}: {figures['batch_call_ms']:.1f} ms a call, {figures['streams_per_core']:.0f} real-time streams per core")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

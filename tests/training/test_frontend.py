@@ -1,0 +1,76 @@
+import librosa
+import numpy as np
+import torch
+
+from training.frontend import (
+    FRAMES_PER_HOP,
+    HOP_SAMPLES,
+    N_FEATURES,
+    N_MELS,
+    SAMPLE_RATE,
+    STFT_HOP,
+    TAIL_SAMPLES,
+    FrontEnd,
+    clip_features,
+)
+
+
+def tone(freq: float, seconds: float, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_stft_hop_divides_the_model_hop() -> None:
+    assert HOP_SAMPLES % STFT_HOP == 0 and FRAMES_PER_HOP == 32
+
+
+def test_log_mel_matches_librosa_on_a_frame() -> None:
+    noise = 0.05 * np.random.default_rng(0).standard_normal(2 * SAMPLE_RATE).astype(np.float32)
+    audio = tone(440.0, 2.0) + tone(3000.0, 2.0, 0.1) + noise
+    features = clip_features(FrontEnd(), audio)
+    frame_index = 40  # frame i ends at sample (i + 1) * 250 of the stream
+    padded = np.concatenate([np.zeros(TAIL_SAMPLES, np.float32), audio])
+    frame = padded[frame_index * STFT_HOP : frame_index * STFT_HOP + 512]
+    power = np.abs(np.fft.rfft(frame * np.hanning(513)[:-1])) ** 2
+    mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=512, n_mels=N_MELS, fmin=30, fmax=8000) @ power
+    # The DFT is stored at float16 precision (a leakage floor about 66 dB under the loudest
+    # component); with broadband noise every band is far above that floor.
+    np.testing.assert_allclose(features[frame_index, :N_MELS], np.log(mel + 1e-6), atol=1e-2)
+
+
+def test_time_series_features_of_a_sine() -> None:
+    features = clip_features(FrontEnd(), tone(1000.0, 1.0, 0.5))[10]
+    log_rms, zcr, centroid, spread, log_envelope = features[N_MELS:]
+    assert abs(np.exp(log_rms) - 0.5 / np.sqrt(2)) < 1e-3
+    assert abs(zcr - 2 * 1000 / SAMPLE_RATE) < 0.01  # two crossings a period
+    assert abs(centroid - 1000 / 8000) < 0.005  # fraction of Nyquist
+    assert spread < 0.02
+    assert abs(np.exp(log_envelope) - 0.5) < 1e-3
+
+
+def test_features_hop_by_hop_equal_whole_clip_and_need_the_carried_tail() -> None:
+    rng = np.random.default_rng(3)
+    audio = (rng.standard_normal(HOP_SAMPLES * 20) * 0.2).astype(np.float32)
+    front_end = FrontEnd()
+    whole, _ = front_end(torch.from_numpy(audio)[None], torch.zeros(1, TAIL_SAMPLES))
+    tail = torch.zeros(1, TAIL_SAMPLES)
+    hops, hops_without_tail = [], []
+    for i in range(20):
+        chunk = torch.from_numpy(audio[i * HOP_SAMPLES : (i + 1) * HOP_SAMPLES])[None]
+        features, tail = front_end(chunk, tail)
+        hops.append(features)
+        hops_without_tail.append(front_end(chunk, torch.zeros(1, TAIL_SAMPLES))[0])
+    streamed = torch.cat(hops, dim=1)
+    assert streamed.shape == (1, 20 * FRAMES_PER_HOP, N_FEATURES)
+    assert (streamed - whole).abs().max() < 1e-4
+    # Dropping the overlap changes the two frames of each hop that reach into the previous
+    # hop (262 and 12 samples of it), and no other: the comparison above would see that bug.
+    changed = (torch.cat(hops_without_tail, dim=1) - whole).abs().amax(dim=2)[0].reshape(20, FRAMES_PER_HOP)
+    assert (changed[1:, 0] > 0.1).all() and (changed[1:, 1] > 1e-3).all()
+    assert (changed[1:, 2:] < 1e-4).all()
+
+
+def test_silence_gives_finite_constant_features() -> None:
+    features = clip_features(FrontEnd(), np.zeros(HOP_SAMPLES * 2, np.float32))
+    assert np.isfinite(features).all()
+    assert np.ptp(features, axis=0).max() == 0.0

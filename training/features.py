@@ -1,0 +1,69 @@
+"""Front-end features for every recording, cached on disk next to the renders.
+
+The front end has no trainable parameters, so training on cached features is exactly
+training on audio through the graph's front end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from training.datasets import Recording, align, load_audio
+from training.frontend import FRAMES_PER_HOP, HOP_SAMPLES, SAMPLE_RATE, FrontEnd, clip_features
+from rtmer.errors import AudioInputError
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One recording as the trainer sees it: features from the stream's start, labels per hop."""
+
+    piece_id: str
+    variant: str
+    features: np.ndarray  # float16 [n_hops * 32, 69]
+    labels: np.ndarray  # float32 [n, 2] (valence, arousal)
+    first_hop: int
+
+    @property
+    def n_hops(self) -> int:
+        return len(self.features) // FRAMES_PER_HOP
+
+
+def _cache_path(cache_dir: Path, recording: Recording) -> Path:
+    key = hashlib.sha1(str(recording.audio_path.resolve()).encode()).hexdigest()[:16]
+    return cache_dir / f"{key}.npy"
+
+
+def load_clips(recordings: Sequence[Recording], cache_dir: Path) -> tuple[list[Clip], list[tuple[Path, str]]]:
+    """Features for each recording (computed once, then read from ``cache_dir``).
+
+    Unreadable audio is skipped and returned as ``(path, reason)``; labels are cut to the
+    audio by ``datasets.align``.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    front_end = FrontEnd().eval()
+    clips: list[Clip] = []
+    skipped: list[tuple[Path, str]] = []
+    for recording in tqdm(recordings, desc="features", unit="file", leave=False):
+        path = _cache_path(cache_dir, recording)
+        if path.exists() and path.stat().st_mtime >= recording.audio_path.stat().st_mtime:
+            features = np.load(path)
+        else:
+            try:
+                audio = load_audio(recording.audio_path, SAMPLE_RATE)
+            except AudioInputError as error:
+                skipped.append((recording.audio_path, error.reason))
+                continue
+            features = clip_features(front_end, audio).astype(np.float16)
+            np.save(path, features)
+        aligned = align(recording, len(features) // FRAMES_PER_HOP * HOP_SAMPLES, SAMPLE_RATE)
+        if len(aligned.labels) == 0:
+            skipped.append((recording.audio_path, "no labelled hop inside the audio"))
+            continue
+        clips.append(Clip(recording.piece_id, recording.variant, features, aligned.labels, aligned.first_hop))
+    return clips, skipped

@@ -1,0 +1,116 @@
+"""The in-graph front end: raw PCM -> per-frame features, streaming by construction.
+
+Per STFT frame (n_fft=512 samples, hop 250 samples at 16 kHz, so 32 frames per 500 ms hop)
+it computes 69 features:
+
+- 64 log-mel energies (Hann window, DFT as one matrix product, librosa's Slaney mel bank),
+- log RMS energy, zero-crossing rate, spectral centroid and spectral spread (both as a
+  fraction of Nyquist), log amplitude envelope (peak |x| in the frame).
+
+Notes
+-----
+Frame i of a stream covers samples [i*250 - 262, i*250 + 250): each frame ends where its
+stft hop ends, so nothing looks past the current 500 ms hop. The 262 samples that the
+first frame of a hop needs from the previous hop are the front end's state ("tail"),
+all zeros at the start of a stream.
+"""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+SAMPLE_RATE = 16000
+HOP_SAMPLES = 8000
+N_FFT = 512
+STFT_HOP = 250
+FRAMES_PER_HOP = HOP_SAMPLES // STFT_HOP
+TAIL_SAMPLES = N_FFT - STFT_HOP
+N_MELS = 64
+FMIN, FMAX = 30.0, 8000.0
+TIMESERIES_NAMES = ("log_rms", "zcr", "centroid", "spread", "log_envelope")
+N_FEATURES = N_MELS + len(TIMESERIES_NAMES)
+LOG_FLOOR = 1e-6
+
+
+def _dft_and_projection() -> tuple[np.ndarray, np.ndarray]:
+    """A [512, 512] windowed real-DFT matrix and a [512, 64 + 3] projection of its squares.
+
+    The DFT's 512 output columns are the cosine parts of bins 0..256 and the sine parts of
+    bins 1..255 (the sine parts of bins 0 and 256 are always zero). Squared, each column is
+    one half of a bin's power, so one more matrix product gives the mel energies and the
+    power-weighted sums that the centroid and spread need.
+    """
+    n = np.arange(N_FFT)[:, None]
+    window = np.hanning(N_FFT + 1)[:-1][:, None]  # periodic Hann
+    cos_bins = np.arange(N_FFT // 2 + 1)[None, :]
+    sin_bins = np.arange(1, N_FFT // 2)[None, :]
+    dft = np.concatenate(
+        [window * np.cos(2 * np.pi * n * cos_bins / N_FFT), -window * np.sin(2 * np.pi * n * sin_bins / N_FFT)],
+        axis=1,
+    )
+    mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).T  # [257, 64]
+    bin_freq = np.linspace(0.0, 1.0, N_FFT // 2 + 1)[:, None]  # fraction of Nyquist
+    per_bin = np.concatenate([mel, np.ones_like(bin_freq), bin_freq, bin_freq**2], axis=1)  # [257, 67]
+    projection = np.concatenate([per_bin, per_bin[1 : N_FFT // 2]], axis=0)  # [512, 67]
+    # Stored at float16 precision (the exporter writes them as float16): the file stays small,
+    # and torch computes with exactly the values onnxruntime will see.
+    return dft.astype(np.float16).astype(np.float32), projection.astype(np.float16).astype(np.float32)
+
+
+def frame(signal: Tensor, n_frames: int) -> Tensor:
+    """[batch, n_frames * 250 + 262] -> overlapping frames [batch, n_frames, 512].
+
+    Built from reshapes and slices of 250-sample chunks (frame i = chunks i and i+1 and the
+    first 12 samples of chunk i+2) rather than a gather, so the graph holds no index table.
+    """
+    whole, rest = divmod(N_FFT, STFT_HOP)
+    padded = torch.nn.functional.pad(signal, (0, (n_frames + whole + 1) * STFT_HOP - signal.shape[1]))
+    chunks = padded.reshape(signal.shape[0], n_frames + whole + 1, STFT_HOP)
+    parts = [chunks[:, j : j + n_frames] for j in range(whole)] + [chunks[:, whole : whole + n_frames, :rest]]
+    return torch.cat(parts, dim=-1)
+
+
+class FrontEnd(nn.Module):
+    """PCM [batch, n_hops * 8000] + tail [batch, 262] -> features [batch, n_hops * 32, 69], new tail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        dft, projection = _dft_and_projection()
+        self.register_buffer("dft", torch.from_numpy(dft))
+        self.register_buffer("projection", torch.from_numpy(projection))
+
+    def forward(self, audio: Tensor, tail: Tensor) -> tuple[Tensor, Tensor]:
+        signal = torch.cat([tail, audio], dim=1)
+        return self.frame_features(frame(signal, audio.shape[1] // STFT_HOP)), signal[:, -TAIL_SAMPLES:]
+
+    def frame_features(self, frames: Tensor) -> Tensor:
+        projected = (frames @ self.dft).square() @ self.projection  # [batch, n_frames, 67]
+        mel, power, weighted_freq, weighted_freq_sq = projected.split([N_MELS, 1, 1, 1], dim=-1)
+        safe_power = power + LOG_FLOOR
+        centroid = weighted_freq / safe_power
+        spread = (weighted_freq_sq / safe_power - centroid.square()).clamp(min=0.0).sqrt()
+        log_rms = torch.log(frames.square().mean(dim=-1, keepdim=True).sqrt() + 1e-5)
+        signs = frames >= 0
+        zcr = (signs[..., 1:] != signs[..., :-1]).float().mean(dim=-1, keepdim=True)
+        log_envelope = torch.log(frames.abs().amax(dim=-1, keepdim=True) + 1e-5)
+        return torch.cat([torch.log(mel + LOG_FLOOR), log_rms, zcr, centroid, spread, log_envelope], dim=-1)
+
+
+@torch.no_grad()
+def clip_features(front_end: FrontEnd, audio: np.ndarray, *, chunk_hops: int = 240) -> np.ndarray:
+    """Features of a whole clip from the start of a stream, [n_hops * 32, 69] float32.
+
+    Runs in chunks so that long clips do not hold every frame of the DFT in memory; the tail
+    is carried between chunks exactly as between streaming hops.
+    """
+    n_hops = len(audio) // HOP_SAMPLES
+    samples = torch.from_numpy(np.ascontiguousarray(audio[: n_hops * HOP_SAMPLES], dtype=np.float32))[None]
+    tail = torch.zeros(1, TAIL_SAMPLES)
+    parts = []
+    for start in range(0, n_hops * HOP_SAMPLES, chunk_hops * HOP_SAMPLES):
+        features, tail = front_end(samples[:, start : start + chunk_hops * HOP_SAMPLES], tail)
+        parts.append(features[0])
+    return torch.cat(parts).numpy() if parts else np.zeros((0, N_FEATURES), np.float32)
