@@ -1,0 +1,5 @@
+"""``python -m rtmer``: the same as the ``rtmer`` command."""
+
+from rtmer.cli import main
+
+raise SystemExit(main())

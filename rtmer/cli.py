@@ -1,0 +1,641 @@
+"""The ``rtmer`` command line: ``run``, ``analyze``, ``devices``, ``demo``.
+
+Exit codes
+----------
+0    ok
+1    some inputs failed (an unreadable file, a stream that broke); the rest were processed
+2    usage or configuration error (bad flag, bad config file, bad value)
+3    model error (missing, corrupt, or breaks the contract)
+4    device or port error (no such input device, cannot open it, WebSocket port in use)
+130  interrupted (Ctrl-C) after a clean shutdown
+
+Options come from flags and from a TOML file (``--config rtmer.toml``); a flag given
+on the command line wins over the file, which wins over the built-in default. See
+``CONFIG_KEYS`` for the file's keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import signal
+import sys
+import threading
+import tomllib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from rtmer.engine import Engine
+from rtmer.errors import (
+    AudioInputError,
+    ConfigError,
+    DeviceNotFoundError,
+    ModelContractError,
+    PortInUseError,
+    RtmerError,
+)
+from rtmer.model import DEFAULT_MODEL_PATH, StreamingModel
+from rtmer.runner import RunSummary, Runner
+from rtmer.smoothing import SMOOTHING_KINDS, SmoothingConfig
+from rtmer.update import Sink, Update
+
+EXIT_OK = 0
+EXIT_INPUT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_MODEL = 3
+EXIT_DEVICE = 4
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("rtmer")
+
+# config file key -> (argparse dest, type). Nested tables are written "table.key".
+CONFIG_KEYS: dict[str, tuple[str, type]] = {
+    "model": ("model", str),
+    "threads": ("threads", int),
+    "smoothing.kind": ("smoothing", str),
+    "smoothing.min_cutoff": ("min_cutoff", float),
+    "smoothing.beta": ("beta", float),
+    "smoothing.d_cutoff": ("d_cutoff", float),
+    "smoothing.time_constant": ("time_constant", float),
+    "mood.neutral_radius": ("neutral_radius", float),
+    "mood.hysteresis": ("hysteresis", float),
+    "engine.silence_db": ("silence_db", float),
+    "input.streams": ("streams", list),
+    "input.device_rate": ("device_rate", int),
+    "input.realtime": ("realtime", bool),
+    "input.format": ("pcm_format", str),
+    "input.rate": ("pcm_rate", int),
+    "input.channels": ("pcm_channels", int),
+    "osc.targets": ("osc", list),
+    "osc.prefix": ("osc_prefix", str),
+    "osc.unit_range": ("osc_unit_range", bool),
+    "websocket.enabled": ("ws", bool),
+    "websocket.host": ("ws_host", str),
+    "websocket.port": ("ws_port", int),
+    "websocket.queue_size": ("ws_queue", int),
+    "output.stdout": ("stdout_format", str),
+    "output.display": ("display", bool),
+    "run.seconds": ("seconds", float),
+}
+
+DEFAULTS: dict[str, Any] = {
+    "model": str(DEFAULT_MODEL_PATH),
+    "threads": 1,
+    "smoothing": "one-euro",
+    "min_cutoff": 0.25,
+    "beta": 0.6,
+    "d_cutoff": 1.0,
+    "time_constant": 1.5,
+    "neutral_radius": 0.15,
+    "hysteresis": 0.05,
+    "silence_db": -80.0,
+    "streams": [],
+    "device_rate": None,
+    "realtime": True,
+    "pcm_format": "s16le",
+    "pcm_rate": 44100,
+    "pcm_channels": 2,
+    "osc": [],
+    "osc_prefix": "/rtmer",
+    "osc_unit_range": False,
+    "ws": False,
+    "ws_host": "127.0.0.1",
+    "ws_port": 8765,
+    "ws_queue": 64,
+    "stdout_format": None,
+    "display": None,
+    "seconds": None,
+}
+
+
+# ---- argument parsing ---------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # no sys.exit inside a library call
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and engine")
+    g.add_argument("--config", metavar="FILE", help="TOML config file; flags win over it")
+    g.add_argument("--model", metavar="PATH", help="model file (default: the embedded default model)")
+    g.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default 1)")
+    g.add_argument("--smoothing", choices=SMOOTHING_KINDS, help="smoother (default one-euro)")
+    g.add_argument("--min-cutoff", type=float, metavar="HZ", help="One-Euro cutoff at rest [Hz] (0.25)")
+    g.add_argument("--beta", type=float, help="One-Euro speed coefficient (0.6)")
+    g.add_argument("--d-cutoff", type=float, metavar="HZ", help="One-Euro speed cutoff [Hz] (1.0)")
+    g.add_argument("--time-constant", type=float, metavar="S", help="EMA time constant [s] (1.5)")
+    g.add_argument("--neutral-radius", type=float, metavar="R", help="mood 'neutral' radius (0.15)")
+    g.add_argument("--hysteresis", type=float, metavar="H", help="mood hysteresis (0.05)")
+    g.add_argument("--silence-db", type=float, metavar="DB", help="silence threshold [dBFS] (-80)")
+
+
+def _add_output_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    g = p.add_argument_group("outputs")
+    g.add_argument("--osc", action="append", metavar="HOST:PORT", help="send OSC to this target (repeatable)")
+    g.add_argument("--osc-prefix", metavar="PREFIX", help="OSC address prefix (default /rtmer)")
+    g.add_argument("--osc-unit-range", action="store_true", default=None, help="send values in [0, 1]")
+    if not demo:
+        g.add_argument("--ws", action=argparse.BooleanOptionalAction, default=None, help="serve WebSocket")
+    g.add_argument("--ws-host", metavar="HOST", help="WebSocket bind address (default 127.0.0.1)")
+    g.add_argument("--ws-port", type=int, metavar="PORT", help="WebSocket port (default 8765)")
+    if not demo:
+        g.add_argument("--ndjson", dest="stdout_format", action="store_const", const="ndjson", help="NDJSON on stdout")
+        g.add_argument("--csv", dest="stdout_format", action="store_const", const="csv", help="CSV on stdout")
+    g.add_argument(
+        "--display", action=argparse.BooleanOptionalAction, default=None,
+        help="live one-line display per stream (default: when stdout is a terminal)",
+    )
+    g.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rtmer", description="Real-time music emotion tracker (valence/arousal every hop).")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="track live input, a file or stdin; send to OSC/WebSocket/stdout")
+    run.add_argument(
+        "--stream", dest="streams", action="append", metavar="[ID=]SPEC",
+        help="an input: device:NAME|INDEX[:CHANNELS], file:PATH[:CHANNELS] (or a path), stdin[:CHANNELS] "
+        "(or -); repeatable, e.g. --stream deck1=device:pulse:1-2 --stream deck2=device:pulse:3-4 "
+        "(default: the default input device)",
+    )
+    run.add_argument("--device-rate", type=int, metavar="HZ", help="capture rate (default: the device's)")
+    run.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                     help="pace files in real time (default) or --no-realtime: as fast as possible")
+    run.add_argument("--format", dest="pcm_format", choices=("s16le", "s32le", "f32le"), help="stdin PCM format")
+    run.add_argument("--rate", dest="pcm_rate", type=int, metavar="HZ", help="stdin PCM rate (44100)")
+    run.add_argument("--channels", dest="pcm_channels", type=int, metavar="N", help="stdin PCM channels (2)")
+    _add_engine_options(run)
+    _add_output_options(run)
+
+    an = sub.add_parser("analyze", help="analyse audio files as fast as possible through the same stages")
+    an.add_argument("files", nargs="+", metavar="FILE")
+    an.add_argument("-o", "--output", metavar="PATH", help="write here (default stdout)")
+    an.add_argument("--output-dir", metavar="DIR", help="one output file per input, named after it")
+    an.add_argument("--to", dest="out_format", choices=("csv", "json"), default="csv", help="output format")
+    _add_engine_options(an)
+
+    dev = sub.add_parser("devices", help="list the input devices")
+    dev.add_argument("--json", action="store_true", help="as JSON")
+
+    demo = sub.add_parser("demo", help="the full live pipeline on synthesised music, OSC and WebSocket on")
+    demo.add_argument("--section-seconds", type=float, default=10.0, metavar="S", help="length of each mood section")
+    _add_engine_options(demo)
+    _add_output_options(demo, demo=True)
+    return parser
+
+
+def _load_config(path: str | None) -> dict[str, Any]:
+    """Read a TOML config into {argparse dest: value}; unknown keys are an error."""
+    if not path:
+        return {}
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"config file {path!r}: cannot read ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path!r}: not valid TOML ({exc})") from exc
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, table: dict[str, Any]) -> None:
+        for key, value in table.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(f"{name}.", value)
+            else:
+                flat[name] = value
+
+    walk("", raw)
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        if name not in CONFIG_KEYS:
+            raise ConfigError(f"config file {path!r}: unknown key {name!r}; known keys: {', '.join(CONFIG_KEYS)}")
+        dest, kind = CONFIG_KEYS[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is list and isinstance(value, str):
+            value = [value]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"config file {path!r}: {name}={value!r} must be {kind.__name__}")
+        out[dest] = value
+    return out
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Defaults, then the config file, then flags given on the command line."""
+    merged = dict(DEFAULTS)
+    merged.update(_load_config(getattr(args, "config", None)))
+    for key in DEFAULTS:
+        value = getattr(args, key, None)
+        if value is not None:
+            merged[key] = value
+    return merged
+
+
+# ---- building the pipeline ----------------------------------------------------------
+def _engine(s: dict[str, Any]) -> Engine:
+    if not isinstance(s["threads"], int) or s["threads"] < 1:
+        raise ConfigError(f"threads={s['threads']!r} must be a positive integer")
+    smoothing = SmoothingConfig(
+        kind=s["smoothing"], min_cutoff=s["min_cutoff"], beta=s["beta"],
+        d_cutoff=s["d_cutoff"], time_constant=s["time_constant"],
+    )
+    model = StreamingModel(s["model"], intra_op_threads=s["threads"])
+    return Engine(
+        model, smoothing=smoothing, neutral_radius=s["neutral_radius"],
+        hysteresis=s["hysteresis"], silence_db=s["silence_db"],
+    )
+
+
+def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: TextIO) -> list[Sink]:
+    sinks: list[Sink] = []
+    try:
+        if s["osc"]:
+            from rtmer.osc import OscSink, parse_target
+
+            sinks.append(
+                OscSink(
+                    [parse_target(t) for t in s["osc"]], prefix=s["osc_prefix"],
+                    per_stream_prefix=len(streams) > 1, unit_range=bool(s["osc_unit_range"]),
+                )
+            )
+        if s["ws"]:
+            from rtmer.websocket import WebSocketSink
+
+            hello = {"model": engine.model.info.public() if hasattr(engine.model.info, "public") else {},
+                     "streams": streams, "hop_seconds": engine.info.hop_seconds}
+            sinks.append(WebSocketSink(s["ws_host"], s["ws_port"], hello=hello, queue_size=s["ws_queue"]))
+        if s["stdout_format"] == "ndjson":
+            from rtmer.textout import NdjsonSink
+
+            sinks.append(NdjsonSink(stdout, queue_size=256))
+        elif s["stdout_format"] == "csv":
+            from rtmer.textout import CsvSink
+
+            sinks.append(CsvSink(stdout, queue_size=256))
+        elif s["stdout_format"] is not None:
+            raise ConfigError(f"output.stdout={s['stdout_format']!r} must be 'ndjson' or 'csv'")
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    return sinks
+
+
+def _inputs(s: dict[str, Any], engine: Engine) -> tuple[list[Any], list[str]]:
+    """Open every ``--stream``; returns (inputs, failures). Device errors propagate."""
+    from rtmer.sources import LiveInput, PcmInput, StreamSpec, open_file, parse_stream_spec
+
+    specs = [parse_stream_spec(t, index=i) for i, t in enumerate(s["streams"] or ["device:default"])]
+    ids = [sp.id for sp in specs]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ConfigError(f"stream ids must be unique; repeated: {', '.join(dupes)}")
+    rate = engine.info.sample_rate
+    inputs: list[Any] = []
+    failures: list[str] = []
+    devices: dict[str, dict[str, list[int] | None]] = {}
+    for sp in specs:
+        if sp.kind == "device":
+            devices.setdefault(sp.target or "default", {})[sp.id] = sp.channels
+        elif sp.kind == "file":
+            try:
+                inputs.append(open_file(sp.target or "", stream=sp.id, model_rate=rate,
+                                        channels=sp.channels, realtime=bool(s["realtime"])))
+            except AudioInputError as exc:
+                failures.append(str(exc))
+        else:
+            if sum(1 for x in specs if x.kind == "stdin") > 1:
+                raise ConfigError("only one stream can read stdin")
+            inputs.append(PcmInput(sp.id, fmt=s["pcm_format"], rate=s["pcm_rate"], channels=s["pcm_channels"],
+                                   model_rate=rate, pick=sp.channels))
+    for device, streams in devices.items():
+        dev: str | int | None = None if device == "default" else device
+        inputs.append(LiveInput(dev, streams=streams, model_rate=rate, device_rate=s["device_rate"]))
+    _ = StreamSpec
+    return inputs, failures
+
+
+# ---- terminal display -----------------------------------------------------------------
+class Display:
+    """One line per stream, rewritten in place on a terminal (plain lines otherwise)."""
+
+    def __init__(self, streams: Sequence[str], out: TextIO, *, annotate: Callable[[Update], str] | None = None) -> None:
+        self.streams = list(streams)
+        self.out = out
+        self.annotate = annotate
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self._lines: dict[str, str] = {}
+        self._drawn = 0
+
+    @staticmethod
+    def _bar(x: float, width: int = 11) -> str:
+        pos = int(round((max(-1.0, min(1.0, x)) + 1) / 2 * (width - 1)))
+        return "".join("|" if i == pos else ("." if i != width // 2 else ":") for i in range(width))
+
+    def format(self, u: Update) -> str:
+        extra = f"  {self.annotate(u)}" if self.annotate else ""
+        return (
+            f"{u.stream:>8} t={u.t:7.1f}s  V {u.valence:+.2f} [{self._bar(u.valence)}]  "
+            f"A {u.arousal:+.2f} [{self._bar(u.arousal)}]  {u.mood:<8} raw {u.valence_raw:+.2f} {u.arousal_raw:+.2f}{extra}"
+        )
+
+    def __call__(self, updates: list[Update]) -> None:
+        for u in updates:
+            self._lines[u.stream] = self.format(u)
+            if u.stream not in self.streams:
+                self.streams.append(u.stream)
+        if not self.tty:
+            for u in updates:
+                self.out.write(self._lines[u.stream] + "\n")
+            self.out.flush()
+            return
+        buf = "\x1b[F" * max(0, self._drawn - 1) + "\r" if self._drawn else ""
+        rows = [self._lines.get(s, f"{s:>8} (waiting)") for s in self.streams]
+        buf += "\n".join("\x1b[2K" + r for r in rows)
+        self._drawn = len(rows)
+        self.out.write(buf)
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.tty and self._drawn:
+            self.out.write("\n")
+            self.out.flush()
+
+
+# ---- running ------------------------------------------------------------------------
+@contextmanager
+def _sigint_sets(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C sets ``stop`` (clean shutdown); a second one raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    old = signal.signal(signal.SIGINT, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _print_summary(summary: RunSummary, sinks: Sequence[Sink], err: TextIO) -> None:
+    lines = [f"rtmer: {summary.seconds:.1f} s, {summary.updates} updates" + (" (interrupted)" if summary.interrupted else "")]
+    for name, st in summary.streams.items():
+        lines.append(
+            f"  stream {name}: {st.hops} hops, {st.gaps} gaps, {st.state_resets} state resets, "
+            f"{st.nonfinite_samples} non-finite samples, {st.silent_hops} silent hops, {st.model_failures} model failures"
+        )
+    for name, st2 in summary.inputs.items():
+        if "overruns" in st2:
+            lines.append(f"  {name}: {st2['overruns']} overruns, {st2['dropped_frames']} frames dropped, "
+                         f"{st2['status_flags']} driver overflow flags")
+    for name, why in summary.failed_inputs.items():
+        lines.append(f"  FAILED {name}: {why}")
+    for sink in sinks:
+        kind = type(sink).__name__
+        stats = getattr(sink, "stats", None)
+        if kind == "WebSocketSink" and stats is not None:
+            lines.append(f"  websocket: {stats.connections} connections, {stats.sent} sent, {stats.dropped} dropped, "
+                         f"{stats.ignored} client messages ignored")
+        elif kind == "OscSink":
+            for t in getattr(sink, "targets", []):
+                lines.append(f"  osc {t.host}:{t.port}: {t.sent} sent, {t.errors} errors")
+        elif hasattr(sink, "dropped"):
+            lines.append(f"  {kind}: {getattr(sink, 'written', '?')} written, {sink.dropped} dropped")
+    for kind, n in summary.sink_errors.items():
+        lines.append(f"  output {kind}: {n} publish errors")
+    err.write("\n".join(lines) + "\n")
+    err.flush()
+
+
+def _run_pipeline(
+    s: dict[str, Any],
+    engine: Engine,
+    inputs: list[Any],
+    *,
+    stdout: TextIO,
+    stderr: TextIO,
+    annotate: Callable[[Update], str] | None = None,
+    force_display: bool = False,
+    quiet: bool = False,
+) -> RunSummary:
+    streams = [sid for inp in inputs for sid in inp.streams]
+    sinks = _sinks(s, engine=engine, streams=streams, stdout=stdout)
+    display_on = s["display"]
+    if display_on is None:
+        display_on = force_display or (s["stdout_format"] is None and stdout.isatty())
+    display = None
+    if display_on:
+        display = Display(streams, stderr if s["stdout_format"] else stdout, annotate=annotate)
+    stop = threading.Event()
+    runner = Runner(engine, inputs, sinks, stop=stop, on_updates=display, max_seconds=s["seconds"])
+    try:
+        with _sigint_sets(stop):
+            summary = runner.run()
+    finally:
+        if display is not None:
+            display.close()
+        for sink in sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                log.warning("closing %s: %s", type(sink).__name__, exc)
+    if not quiet:
+        _print_summary(summary, sinks, stderr)
+    return summary
+
+
+def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    s = _settings(args)
+    engine = _engine(s)
+    inputs, failures = _inputs(s, engine)
+    for why in failures:
+        stderr.write(f"rtmer: {why}\n")
+    if not inputs:
+        return EXIT_INPUT_FAILED
+    log.info("declared latency [s]: %s", {k: round(v, 4) for k, v in engine.latency.items()})
+    summary = _run_pipeline(s, engine, inputs, stdout=stdout, stderr=stderr, quiet=args.quiet)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_INPUT_FAILED if failures or summary.failed_inputs else EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from rtmer.demo import SynthMusic
+    from rtmer.sources import PacedInput
+
+    s = _settings(args)
+    if not s["osc"]:
+        s["osc"] = ["127.0.0.1:9000"]
+    s["ws"] = True
+    engine = _engine(s)
+    if not math.isfinite(args.section_seconds) or args.section_seconds <= 0:
+        raise ConfigError(f"--section-seconds={args.section_seconds!r} must be a positive number [s]")
+    synth = SynthMusic(rate=engine.info.sample_rate, section_seconds=args.section_seconds)
+    source = PacedInput("demo synthesiser", "demo", read=synth.read, rate=synth.rate,
+                        model_rate=engine.info.sample_rate, realtime=True)
+    length = "until Ctrl-C" if s["seconds"] is None else f"{s['seconds']:g} s"
+    if not args.quiet:
+        stderr.write(
+            f"rtmer demo: model {engine.info.name} {engine.info.version} on {engine.model.session.get_providers()[0]}; "
+            f"OSC -> {', '.join(s['osc'])}; WebSocket ws://{s['ws_host']}:{s['ws_port']}; "
+            f"{length}\n"
+        )
+
+    def annotate(u: Update) -> str:
+        return f"(playing: {synth.section_at(max(0.0, u.t - 1e-6))})"
+
+    summary = _run_pipeline(s, engine, [source], stdout=stdout, stderr=stderr, annotate=annotate,
+                            force_display=True, quiet=args.quiet)
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+def _cmd_devices(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from rtmer.sources import describe_device, list_input_devices
+
+    devices = list_input_devices()
+    if args.json:
+        stdout.write(json.dumps(devices, indent=2) + "\n")
+    elif not devices:
+        stdout.write("no input devices\n")
+    else:
+        stdout.write("\n".join(describe_device(d) for d in devices) + "\n")
+    return EXIT_OK
+
+
+@dataclass
+class _Collect:
+    """A sink that keeps every update, per stream, for ``analyze``."""
+
+    rows: dict[str, list[Update]]
+
+    def publish(self, update: Update) -> None:
+        self.rows.setdefault(update.stream, []).append(update)
+
+    def close(self) -> None:
+        pass
+
+
+def _write_analysis(fmt: str, updates: dict[str, list[Update]], order: list[str], engine: Engine, out: TextIO) -> None:
+    from rtmer.textout import CsvSink, update_to_dict
+
+    if fmt == "csv":
+        sink = CsvSink(out)
+        for name in order:
+            for u in updates.get(name, []):
+                sink.publish(u)
+        sink.close()
+        return
+    doc = {
+        "model": {"name": engine.info.name, "version": engine.info.version},
+        "hop_seconds": engine.info.hop_seconds,
+        "files": [
+            {"file": name, "updates": [{k: v for k, v in update_to_dict(u).items() if k not in ("type", "time")}
+                                       for u in updates.get(name, [])]}
+            for name in order
+        ],
+    }
+    json.dump(doc, out, indent=1)
+    out.write("\n")
+
+
+def _cmd_analyze(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from rtmer.sources import open_file
+
+    s = _settings(args)
+    engine = _engine(s)
+    if args.output and args.output_dir:
+        raise ConfigError("give --output or --output-dir, not both")
+    inputs = []
+    failed: list[str] = []
+    for path in args.files:
+        try:
+            inputs.append(open_file(path, stream=path, model_rate=engine.info.sample_rate, realtime=False))
+        except AudioInputError as exc:
+            stderr.write(f"rtmer: {exc}\n")
+            failed.append(path)
+    collect = _Collect({})
+    summary = Runner(engine, inputs, [collect]).run() if inputs else RunSummary()
+    for name, why in summary.failed_inputs.items():
+        stderr.write(f"rtmer: {name}: {why}\n")
+        failed.append(name.removeprefix("file "))
+    good = [p for p in args.files if p not in failed]
+    if args.output_dir:
+        outdir = Path(args.output_dir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        for p in good:
+            target = outdir / f"{Path(p).stem}.{args.out_format}"
+            with open(target, "w", encoding="utf-8", newline="") as f:
+                _write_analysis(args.out_format, collect.rows, [p], engine, f)
+    elif args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as f:
+            _write_analysis(args.out_format, collect.rows, good, engine, f)
+    elif good:
+        _write_analysis(args.out_format, collect.rows, good, engine, stdout)
+    if failed:
+        stderr.write(f"rtmer: {len(failed)} of {len(args.files)} files failed: {', '.join(failed)}\n")
+        return EXIT_INPUT_FAILED
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Entry point of the ``rtmer`` command; returns the exit code (see the module doc)."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except ConfigError as exc:
+        err.write(f"{exc}\n")
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help(err)
+        return EXIT_USAGE
+    level = logging.ERROR if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format="rtmer: %(levelname)s %(name)s: %(message)s", stream=err)
+    logging.getLogger("rtmer").setLevel(level)
+    if args.command in ("run", "demo") and not args.quiet:
+        logging.getLogger("rtmer.model").setLevel(min(level, logging.INFO))
+    commands = {"run": _cmd_run, "analyze": _cmd_analyze, "devices": _cmd_devices, "demo": _cmd_demo}
+    try:
+        return commands[args.command](args, out, err)
+    except ModelContractError as exc:
+        err.write(f"rtmer: model error: {exc}\n")
+        return EXIT_MODEL
+    except (DeviceNotFoundError, PortInUseError) as exc:
+        err.write(f"rtmer: {exc}\n")
+        return EXIT_DEVICE
+    except AudioInputError as exc:
+        err.write(f"rtmer: {exc}\n")
+        return EXIT_DEVICE
+    except ConfigError as exc:
+        err.write(f"rtmer: {exc}\n")
+        return EXIT_USAGE
+    except RtmerError as exc:
+        err.write(f"rtmer: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.write("rtmer: interrupted\n")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
