@@ -634,7 +634,8 @@ class PcmInput:
 class StreamSpec:
     """One ``--stream [ID=]SPEC``: ``kind`` is 'device', 'file' or 'stdin'.
 
-    SPEC forms: ``device:NAME_OR_INDEX[:CHANNELS]`` (also ``default``),
+    SPEC forms: ``device:NAME_OR_INDEX[:CHANNELS]`` (also ``default``; a name that itself
+    ends in ``:digits`` needs explicit channels, e.g. ``device:hw:1,0:1-2``),
     ``file:PATH[:CHANNELS]`` or an existing path, ``stdin[:CHANNELS]`` or ``-``.
     """
 
@@ -650,7 +651,10 @@ _CHANNELS_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 def _split_channels(rest: str) -> tuple[str, list[int] | None]:
     head, sep, tail = rest.rpartition(":")
     if sep and head and _CHANNELS_RE.match(tail):
-        return head, parse_channels(tail)
+        try:
+            return head, parse_channels(tail)
+        except ConfigError:
+            pass  # not channels after all, e.g. the ALSA name 'hw:1,0'
     return rest, None
 
 

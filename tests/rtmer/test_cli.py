@@ -1,0 +1,256 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import music_like
+from rtmer.cli import EXIT_DEVICE, EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
+
+REPO = Path(__file__).resolve().parents[2]
+VALUES = ("valence", "arousal", "valence_raw", "arousal_raw")
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def read_csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3.3 s of stereo 16-bit audio at 44.1 kHz: resampled, and ends in a partial hop."""
+    path = tmp_path_factory.mktemp("audio") / "clip.wav"
+    x = music_like(3.3, 44100, seed=11)
+    sf.write(path, np.stack([x, 0.5 * x], axis=1), 44100, subtype="PCM_16")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_analyze_writes_csv_with_hop_end_times(clip: Path) -> None:
+    code, out, err = cli("analyze", str(clip))
+    assert code == EXIT_OK, err
+    assert out.splitlines()[0].startswith("time_s,valence,arousal,valence_raw,arousal_raw")
+    rows = read_csv(out)
+    assert [float(r["time_s"]) for r in rows] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    assert {r["stream"] for r in rows} == {str(clip)}
+    assert all(-1 <= float(r[k]) <= 1 for r in rows for k in VALUES)
+
+
+def test_analyze_json(clip: Path, tmp_path: Path) -> None:
+    out_path = tmp_path / "a.json"
+    code, _, err = cli("analyze", str(clip), "--to", "json", "-o", str(out_path))
+    assert code == EXIT_OK, err
+    doc = json.loads(out_path.read_text())
+    assert doc["hop_seconds"] == 0.5 and doc["files"][0]["file"] == str(clip)
+    assert [u["t"] for u in doc["files"][0]["updates"]][:2] == [0.5, 1.0]
+
+
+def test_run_emits_exactly_what_analyze_writes(clip: Path) -> None:
+    """Real-time paced file through `rtmer run` equals `rtmer analyze` on the same audio."""
+    code, out, err = cli("analyze", str(clip))
+    assert code == EXIT_OK, err
+    offline = read_csv(out)
+    code, out, err = cli("run", "--stream", f"file:{clip}", "--ndjson", "--no-display")
+    assert code == EXIT_OK, err
+    live = [json.loads(line) for line in out.splitlines()]
+    assert len(live) == len(offline)
+    for row, msg in zip(offline, live):
+        assert float(row["time_s"]) == msg["t"]
+        assert float(row["valence"]) == msg["valence"] and float(row["arousal"]) == msg["arousal"]
+        assert float(row["valence_raw"]) == msg["raw"]["valence"]
+        assert float(row["arousal_raw"]) == msg["raw"]["arousal"]
+        assert row["mood"] == msg["mood"]
+
+
+def test_run_from_stdin_equals_analyze(clip: Path) -> None:
+    """Raw PCM piped into `rtmer run` (a real process) gives the same numbers as analyze."""
+    _, out, _ = cli("analyze", str(clip))
+    offline = read_csv(out)
+    pcm = sf.read(clip, dtype="int16")[0].astype("<i2").tobytes()
+    proc = subprocess.run(
+        [sys.executable, "-m", "rtmer", "run", "--stream", "stdin", "--format", "s16le", "--rate", "44100",
+         "--channels", "2", "--csv", "--no-display"],
+        input=pcm, capture_output=True, timeout=60, cwd=REPO,
+    )
+    assert proc.returncode == EXIT_OK, proc.stderr.decode()
+    live = read_csv(proc.stdout.decode())
+    assert [r["time_s"] for r in live] == [r["time_s"] for r in offline]
+    for a, b in zip(offline, live):
+        for k in VALUES:
+            assert float(a[k]) == pytest.approx(float(b[k]), abs=1e-6)
+
+
+def test_unreadable_file_is_named_and_the_others_are_analysed(clip: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"not audio at all" * 10)
+    code, out, err = cli("analyze", str(bad), str(clip), str(tmp_path / "gone.flac"))
+    assert code == EXIT_INPUT_FAILED
+    assert "bad.mp3" in err and "gone.flac" in err and "2 of 3 files failed" in err
+    rows = read_csv(out)
+    assert len(rows) == 7 and {r["stream"] for r in rows} == {str(clip)}
+
+
+def test_several_files_are_analysed_as_a_batch_with_the_same_numbers(clip: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.ogg"
+    sf.write(other, music_like(2.0, 16000, seed=4), 16000)
+    _, alone, _ = cli("analyze", str(clip))
+    code, both, err = cli("analyze", str(clip), str(other), "--output-dir", str(tmp_path / "out"))
+    assert code == EXIT_OK, err
+    assert (tmp_path / "out" / "clip.csv").read_text() == alone
+    assert len(read_csv((tmp_path / "out" / "other.csv").read_text())) == 4
+
+
+def test_config_file_and_flags_win(clip: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "rtmer.toml"
+    cfg.write_text('[smoothing]\nkind = "none"\n[mood]\nneutral_radius = 0.0\n')
+    code, out, err = cli("analyze", str(clip), "--config", str(cfg))
+    assert code == EXIT_OK, err
+    rows = read_csv(out)
+    assert all(r["valence"] == r["valence_raw"] and r["arousal"] == r["arousal_raw"] for r in rows)
+    assert "neutral" not in {r["mood"] for r in rows}
+    code, out, _ = cli("analyze", str(clip), "--config", str(cfg), "--smoothing", "ema")
+    rows = read_csv(out)
+    assert any(r["valence"] != r["valence_raw"] for r in rows[1:])
+
+
+def test_bad_config_is_a_usage_error(clip: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[smoothing]\nkinf = 'ema'\n")
+    code, _, err = cli("analyze", str(clip), "--config", str(cfg))
+    assert code == EXIT_USAGE and "unknown key 'smoothing.kinf'" in err
+    cfg.write_text("[smoothing]\nbeta = 'fast'\n")
+    code, _, err = cli("analyze", str(clip), "--config", str(cfg))
+    assert code == EXIT_USAGE and "smoothing.beta='fast' must be float" in err
+    cfg.write_text("this is = = not toml")
+    code, _, err = cli("analyze", str(clip), "--config", str(cfg))
+    assert code == EXIT_USAGE and "not valid TOML" in err
+    code, _, err = cli("analyze", str(clip), "--min-cutoff", "-1")
+    assert code == EXIT_USAGE and "min_cutoff=-1.0 must be a positive number [Hz]" in err
+    code, _, err = cli("run", "--bogus")
+    assert code == EXIT_USAGE and "unrecognized arguments: --bogus" in err
+
+
+def test_model_errors_exit_3(clip: Path, tmp_path: Path) -> None:
+    code, _, err = cli("analyze", str(clip), "--model", str(tmp_path / "none.onnx"))
+    assert code == EXIT_MODEL and "none.onnx" in err and "does not exist" in err
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"garbage")
+    code, _, err = cli("run", "--stream", str(clip), "--model", str(broken))
+    assert code == EXIT_MODEL and "not a loadable ONNX model" in err
+
+
+def test_port_in_use_exits_4_and_names_the_port(clip: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        code, _, err = cli("run", "--stream", str(clip), "--ws", "--ws-port", str(port), "--no-realtime")
+    assert code == EXIT_DEVICE and f"port {port}" in err
+
+
+def test_unknown_device_exits_4_and_lists_devices() -> None:
+    code, _, err = cli("run", "--stream", "device:no-such-card-xyz")
+    assert code == EXIT_DEVICE and "available input devices" in err
+
+
+def test_devices_command() -> None:
+    code, out, _ = cli("devices", "--json")
+    assert code == EXIT_OK and isinstance(json.loads(out), list)
+
+
+def test_a_failing_sink_never_stops_the_engine(clip: Path) -> None:
+    from rtmer.engine import Engine
+    from rtmer.model import StreamingModel
+    from rtmer.runner import Runner
+    from rtmer.sources import open_file
+    from rtmer.update import Update
+
+    class Broken:
+        def publish(self, update: Update) -> None:
+            raise OSError("disk full")
+
+        def close(self) -> None:
+            pass
+
+    class Keep:
+        def __init__(self) -> None:
+            self.got: list[Update] = []
+
+        def publish(self, update: Update) -> None:
+            self.got.append(update)
+
+        def close(self) -> None:
+            pass
+
+    engine = Engine(StreamingModel())
+    keep = Keep()
+    bad_input = open_file(clip, stream="b", model_rate=16000)
+    bad_input._read = lambda n: (_ for _ in ()).throw(RuntimeError("decoder crashed"))  # type: ignore[method-assign]
+    summary = Runner(engine, [open_file(clip, stream="a", model_rate=16000), bad_input], [Broken(), keep]).run()
+    assert len(keep.got) == 7 and summary.sink_errors == {"Broken": 7}
+    assert "decoder crashed" in summary.failed_inputs[f"file {clip}"]
+
+
+def test_demo_runs_the_live_pipeline_with_osc_and_websocket() -> None:
+    """`rtmer demo` as a real process; OSC received on UDP, a WebSocket client connected."""
+    from websockets.sync.client import connect
+
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(10)
+    osc_port = udp.getsockname()[1]
+    ws_port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rtmer", "demo", "--seconds", "3", "--osc", f"127.0.0.1:{osc_port}",
+         "--ws-port", str(ws_port), "--section-seconds", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        ws = None
+        while ws is None and time.monotonic() < deadline:
+            try:
+                ws = connect(f"ws://127.0.0.1:{ws_port}", open_timeout=2)
+            except OSError:
+                time.sleep(0.1)
+        assert ws is not None, "demo never listened"
+        with ws:
+            hello = json.loads(ws.recv(timeout=10))
+            assert hello["type"] == "hello" and hello["streams"] == ["demo"]
+            msg = json.loads(ws.recv(timeout=10))
+            assert msg["type"] == "va" and msg["stream"] == "demo"
+        datagram, _ = udp.recvfrom(65536)
+        assert datagram.startswith(b"#bundle\x00") and b"/rtmer/valence" in datagram
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        udp.close()
+    assert proc.returncode == EXIT_OK, err.decode()
+    assert "(playing: " in out.decode() and "updates" in err.decode()
+
+
+def test_python_dash_m_rtmer_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "rtmer", "--help"], capture_output=True, timeout=30, cwd=REPO,
+                          env={**os.environ})
+    assert proc.returncode == 0 and b"analyze" in proc.stdout
