@@ -197,3 +197,32 @@ def test_options_are_checked() -> None:
         OscSink([])
     with pytest.raises(ConfigError, match=r"\('127.0.0.1', 0\) must be a \(host, port\) pair"):
         OscSink([("127.0.0.1", 0)])
+
+
+def test_example_receiver_prints_the_messages() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "clients" / "osc_receiver.py"
+    port = free_udp_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--port", str(port), "--count", "5"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert "listening" in proc.stdout.readline()
+        sink = OscSink([("127.0.0.1", port)])
+        sink.publish(make_update())
+        sink.close()
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert out.splitlines() == [
+        "/rtmer/valence 0.5000",
+        "/rtmer/arousal -0.2500",
+        "/rtmer/va 0.5000 -0.2500",
+        "/rtmer/mood excited",
+        "/rtmer/raw/va 1.0000 -1.0000",
+    ]

@@ -258,3 +258,27 @@ def test_options_are_checked() -> None:
         WebSocketSink(port=70000, hello=HELLO)
     with pytest.raises(ConfigError, match=r"hello must be JSON-serialisable"):
         WebSocketSink(port=0, hello={"model": object()})
+
+
+def test_example_client_subscribes_and_prints(sink: WebSocketSink) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "clients" / "ws_client.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--url", f"ws://127.0.0.1:{sink.port}", "--stream", "deck2", "--count", "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert eventually(lambda: any(c.streams == ("deck2",) for c in sink.stats.per_client), timeout=10)
+        for i in range(4):
+            sink.publish(make_update(i, "deck1" if i % 2 == 0 else "deck2"))
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    lines = out.splitlines()
+    assert "model tiny" in lines[0] and "['deck1', 'deck2']" in lines[0]
+    assert [line.split()[:2] for line in lines if "valence=" in line] == [["deck2", "#1"], ["deck2", "#3"]]
