@@ -33,9 +33,8 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import mido
@@ -586,8 +585,8 @@ def render_vgmidi(
     """Render ``variants`` versions of each piece (``piano``, ``v1``, ...) into ``cache_dir``.
 
     ``cache_dir`` is the caller's build folder (e.g. ``build/renders``), never a shared
-    data folder. Files already rendered from the same recipe are reused. Renders run in
-    ``workers`` processes. A piece whose MIDI cannot be rendered is left out with one
+    data folder. Files already rendered from the same recipe are reused. ``workers``
+    renders run at once, each in its own FluidSynth process. A piece whose MIDI cannot be rendered is left out with one
     warning that counts the failures. Returns one Recording per rendered file, labels
     from the piece, ``first_hop=0``.
     """
@@ -622,6 +621,9 @@ def render_vgmidi(
 def _run_jobs(jobs: list[tuple[Path, Path, RenderRecipe, Path]], workers: int) -> list[tuple[Path, str | None]]:
     if workers == 1 or len(jobs) <= 1:
         return [_render_job(job) for job in jobs]
-    # spawn, not fork: the caller may hold threads (torch, loaders) that fork would copy mid-state.
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+    # Threads, each driving its own FluidSynth process: the synthesis runs outside Python
+    # and the numpy/scipy augmentation releases the GIL, so this scales like a process
+    # pool without its pitfalls (spawn re-imports __main__ and fails from stdin or an
+    # unguarded script; fork copies the caller's torch threads mid-state).
+    with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
         return list(pool.map(_render_job, jobs))

@@ -218,7 +218,7 @@ def test_render_reuses_the_cache_only_for_the_same_recipe(tmp_path: Path) -> Non
 
 
 @needs_fluidsynth
-def test_render_in_a_process_pool_skips_unreadable_midi_with_a_counted_warning(tmp_path: Path) -> None:
+def test_parallel_render_skips_unreadable_midi_with_a_counted_warning(tmp_path: Path) -> None:
     good = tiny_piece(tmp_path, "good")
     broken = tiny_piece(tmp_path, "broken")
     broken.midi_path.write_bytes(b"MThd this is not a midi file")
