@@ -310,6 +310,13 @@ def _load_csv_dataset(
     valence = _read_song_rows(valence_csv, hop_seconds)
     recordings = []
     missing = []
+    unpaired = sorted(set(arousal) ^ set(valence))
+    if unpaired:
+        warnings.warn(
+            f"{layout.name} {root}: skipped {len(unpaired)} song(s) labelled in only one of "
+            f"{arousal_csv.name} and {valence_csv.name}: {', '.join(unpaired[:10])}",
+            stacklevel=3,
+        )
     for song_id, (first_hop, arousal_values) in arousal.items():
         if song_id not in valence:
             continue

@@ -294,25 +294,29 @@ def arrange(midi: mido.MidiFile, arrangement: Arrangement) -> mido.MidiFile:
     for channel, program in programs.items():
         out.append((0, mido.Message("program_change", channel=channel, program=program)))
         out.append((0, mido.Message("control_change", channel=channel, control=CHANNEL_VOLUME, value=100)))
+    # Bass doublings still sounding, by the source note they double: (track, channel, pitch).
     open_bass: dict[tuple[int, int, int], int] = {}
-    last_tick = 0
     for tick, track_index, msg in events:
-        last_tick = max(last_tick, tick)
         if msg.is_meta:
             if msg.type in ("set_tempo", "time_signature", "key_signature"):
                 out.append((tick, msg))
         elif msg.type in ("note_on", "note_off"):
             channel = part_channel(track_index, msg)
             out.append((tick, _scaled_note(msg, channel, velocity_scales[channel])))
-            key = (track_index, msg.channel, msg.note)
+            source = (track_index, msg.channel, msg.note)
             bass_note = msg.note - 12
-            if arrangement.bass_program is None:
-                continue
-            if _is_note_on(msg) and channel == ACCOMPANIMENT_CHANNEL and msg.note == lowest_onset[tick] and bass_note >= 24:
-                open_bass[key] = open_bass.get(key, 0) + 1
+            doubles_lowest_onset = (
+                arrangement.bass_program is not None
+                and _is_note_on(msg)
+                and channel == ACCOMPANIMENT_CHANNEL
+                and msg.note == lowest_onset[tick]
+                and bass_note >= 24
+            )
+            if doubles_lowest_onset:
+                open_bass[source] = open_bass.get(source, 0) + 1
                 out.append((tick, _scaled_note(msg.copy(note=bass_note), BASS_CHANNEL, velocity_scales[BASS_CHANNEL])))
-            elif _is_note_off(msg) and open_bass.get(key, 0) > 0:
-                open_bass[key] -= 1
+            elif _is_note_off(msg) and open_bass.get(source, 0) > 0:
+                open_bass[source] -= 1
                 out.append((tick, mido.Message("note_off", channel=BASS_CHANNEL, note=bass_note)))
         elif msg.type == "control_change" and msg.control == SUSTAIN_PEDAL:
             for channel, program in programs.items():
@@ -322,7 +326,7 @@ def arrange(midi: mido.MidiFile, arrangement: Arrangement) -> mido.MidiFile:
             out.extend((tick, msg.copy(channel=channel)) for channel in (MELODY_CHANNEL, ACCOMPANIMENT_CHANNEL))
     if arrangement.drums:
         out.extend(_drum_layer(events, midi.ticks_per_beat, arrangement.velocity_scale))
-    out.sort(key=lambda event: event[0])  # stable: keeps each note_off before a re-struck note_on
+    out.sort(key=lambda event: event[0])  # stable: same-tick events keep the source's order
     out.extend(_releases_of_hanging_notes(out, HANGING_NOTE_BEATS * midi.ticks_per_beat))
     out.sort(key=lambda event: event[0])
     return _single_track_midi(out, midi.ticks_per_beat)

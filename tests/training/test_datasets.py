@@ -188,6 +188,12 @@ def test_load_deam_skips_songs_without_audio_with_a_counted_warning(tmp_path: Pa
     assert [r.piece_id for r in recordings] == ["deam-2"]
 
 
+def test_load_deam_skips_songs_labelled_in_only_one_file(tmp_path: Path) -> None:
+    write_deam(tmp_path, {"2": ["0.1"], "8": ["0.1"]}, {"2": ["0.1"]}, ["2", "8"])
+    with pytest.warns(UserWarning, match=r"skipped 1 song\(s\) labelled in only one of arousal\.csv and valence\.csv: 8"):
+        assert [r.piece_id for r in load_deam(tmp_path)] == ["deam-2"]
+
+
 def test_load_deam_rejects_nan_naming_file_and_song(tmp_path: Path) -> None:
     write_deam(tmp_path, {"2": ["0.1", "nan"]}, {"2": ["0.1", "0.2"]}, ["2"])
     with pytest.raises(DatasetError, match=r"arousal\.csv: song 2 has NaN or infinite label values"):
