@@ -284,6 +284,14 @@ def test_load_audio_mixes_to_mono_and_resamples(tmp_path: Path) -> None:
     assert np.max(np.abs(audio)) == pytest.approx(0.3, abs=0.02)
 
 
+def test_load_audio_reads_mp3(tmp_path: Path) -> None:
+    path = tmp_path / "song.mp3"
+    sf.write(path, 0.3 * np.sin(np.arange(22050) / 22050 * 2 * np.pi * 440), 22050, format="MP3")
+    audio = load_audio(path, 16000)
+    assert abs(len(audio) - 16000) <= 1200  # mp3 encoder padding
+    assert np.max(np.abs(audio)) == pytest.approx(0.3, abs=0.05)
+
+
 def test_load_audio_corrupt_or_missing_file_names_it(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.mp3"
     corrupt.write_bytes(b"this is not audio" * 10)
