@@ -31,6 +31,11 @@ the server and the other clients carry on.
 
 Notes
 -----
+Delivery: a client with nothing queued whose socket keeps up gets each update written
+at once (websockets ``broadcast``: one encoding, one write per client, no task switch).
+Any other client gets the message through its queue, which its sender task writes as
+fast as the socket takes it.
+
 Overflow policy: each client has a queue of ``queue_size`` messages
 (``deque(maxlen=queue_size)``). When a client cannot keep up (slow network, a client
 that stopped reading), its queue fills and the OLDEST message is dropped and counted in
@@ -54,7 +59,8 @@ from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.protocol import State
 from websockets.exceptions import ConnectionClosed
 
 from rtmer.errors import ConfigError, PortInUseError
@@ -69,6 +75,9 @@ MAX_CONTROL_CHARS = 4096
 MAX_FRAME_BYTES = 65536
 """Client frames larger than this [bytes] close that client's connection (code 1009)."""
 MAX_SUBSCRIBE_STREAMS = 256
+FAST_PATH_BUFFER_BYTES = 16384
+"""A client with nothing queued and less than this [bytes] waiting in its socket's write
+buffer gets an update written at once; the others go through their queue."""
 _GONE_KEPT = 100  # stats of this many disconnected clients are kept
 
 
@@ -114,6 +123,7 @@ class _Client:
         self.queue: deque[str] = deque(maxlen=queue_size)
         self.wake = asyncio.Event()
         self.streams: frozenset[str] | None = None
+        self.busy = True  # its sender task has messages to write (the hello first)
         self.connected = True
         self.sent = 0
         self.dropped = 0
@@ -304,18 +314,32 @@ class WebSocketSink:
         if not self._clients:
             return
         message: str | None = None
+        direct: list[ServerConnection] = []
         for client in self._clients.values():
             if client.streams is not None and update.stream not in client.streams:
                 continue
             if message is None:
                 message = update_to_json(update)  # once per update, shared by every client
-            self._push(client, message)
+            ws = client.ws
+            if (
+                not client.busy
+                and ws.state is State.OPEN
+                and ws.transport.get_write_buffer_size() < FAST_PATH_BUFFER_BYTES
+            ):
+                direct.append(ws)  # nothing queued and the socket keeps up: write now
+                client.sent += 1
+                self._sent += 1
+            else:
+                self._push(client, message)
+        if direct and message is not None:
+            broadcast(direct, message)  # encodes once; writes every frame without awaiting
 
     def _push(self, client: _Client, message: str) -> None:
         if len(client.queue) == client.queue.maxlen:
             client.dropped += 1
             self._dropped += 1
         client.queue.append(message)
+        client.busy = True
         client.wake.set()
 
     async def _handler(self, ws: ServerConnection) -> None:
@@ -355,6 +379,7 @@ class WebSocketSink:
                     await ws.send(client.queue.popleft())  # waits while the socket is congested
                     client.sent += 1
                     self._sent += 1
+                client.busy = False  # drained: updates may be written directly again
                 client.wake.clear()
                 await client.wake.wait()
         except ConnectionClosed:
