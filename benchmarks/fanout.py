@@ -90,9 +90,9 @@ def ws_receivers_raw(port: int, n_clients: int, n_updates: int, deadline_s: floa
     got = [0] * n_clients
     for _ in range(n_clients):
         s = socket.create_connection((HOST, port))
-        key = base64.b64encode(os.urandom(16)).decode()
+        ws_key = base64.b64encode(os.urandom(16)).decode()
         s.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+                  f"Sec-WebSocket-Key: {ws_key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
         head = b""
         while b"\r\n\r\n" not in head:
             head += s.recv(4096)

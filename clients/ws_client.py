@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.stream:
                 ws.send(json.dumps({"type": "subscribe", "streams": args.stream}))
             n = 0
-            for raw in ws:
+            for frame in ws:
+                raw = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
                 msg = json.loads(raw)
                 if args.json:
                     print(raw, flush=True)

@@ -234,7 +234,8 @@ class WebSocketSink:
     def stats(self) -> WebSocketStats:
         """A snapshot of the counters (exact after ``close()``, approximate while running)."""
         clients = list(self._clients.values())
-        per = tuple(c.stats() for c in clients) + tuple(self._gone)
+        by_id = {c.id: c.stats() for c in clients}
+        by_id.update((g.id, g) for g in list(self._gone))  # one that just left: its final counters
         return WebSocketStats(
             clients=len(clients),
             connections=self._connections,
@@ -242,7 +243,7 @@ class WebSocketSink:
             sent=self._sent,
             dropped=self._dropped,
             ignored=self._ignored,
-            per_client=tuple(sorted(per, key=lambda s: s.id)),
+            per_client=tuple(by_id[i] for i in sorted(by_id)),
         )
 
     def close(self, timeout: float = 2.0) -> None:

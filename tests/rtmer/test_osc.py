@@ -53,7 +53,7 @@ class Receiver:
     queue: Any
 
     def get(self, n: int, timeout: float = 3.0) -> list[tuple[int, float, list[Any]]]:
-        out = []
+        out: list[tuple[int, float, list[Any]]] = []
         deadline = time.monotonic() + timeout
         while len(out) < n:
             out.append(self.queue.get(timeout=max(0.01, deadline - time.monotonic())))
