@@ -53,6 +53,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     train.add_argument("--cache", type=Path, default=REPO / "build", help="renders and feature cache")
     train.add_argument("--out", type=Path, help="run folder (default runs/<model>-<data>)")
     train.add_argument("--export", metavar="NAME", help="also write models/NAME.onnx and models/NAME.md")
+    train.add_argument("--models-dir", type=Path, default=REPO / "models", help="where --export writes")
     return parser.parse_args(argv)
 
 
@@ -174,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     out = args.out or REPO / "runs" / f"{args.model.replace(':', '-').replace('+', '-')}-{args.data}"
     out.mkdir(parents=True, exist_ok=True)
-    silence = clip_features(FrontEnd(), np.zeros(HOP_SAMPLES, np.float32))
+    silence = clip_features(FrontEnd(), np.zeros(HOP_SAMPLES, np.float32))[0]  # every silent frame is the same
     started = time.time()
     report = cross_validate(args, clips, config, silence, out) if args.folds > 1 else None
     if report:

@@ -17,7 +17,7 @@ DIMENSIONS = ("valence", "arousal")
 
 
 def export_with_card(head: Head, *, args: argparse.Namespace, description: str, cv_report: dict | None, run_dir: Path, n_clips: int) -> Path:
-    models_dir = REPO / "models"
+    models_dir = args.models_dir
     onnx_path = models_dir / f"{args.export}.onnx"
     pooled = cv_report["pooled"] if cv_report else {}
     metadata = {

@@ -25,7 +25,7 @@ class Clip:
 
     piece_id: str
     variant: str
-    features: np.ndarray  # float16 [n_hops * 32, 69]
+    features: np.ndarray  # float16 [n_hops * 8, 69]
     labels: np.ndarray  # float32 [n, 2] (valence, arousal)
     first_hop: int
 
@@ -34,8 +34,11 @@ class Clip:
         return len(self.features) // FRAMES_PER_HOP
 
 
+FEATURES_VERSION = "2"  # bump when the front end changes, so stale caches are not read
+
+
 def _cache_path(cache_dir: Path, recording: Recording) -> Path:
-    key = hashlib.sha1(str(recording.audio_path.resolve()).encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{FEATURES_VERSION}:{recording.audio_path.resolve()}".encode()).hexdigest()[:16]
     return cache_dir / f"{key}.npy"
 
 

@@ -1,16 +1,17 @@
 """The in-graph front end: raw PCM -> per-frame features, streaming by construction.
 
-Per STFT frame (n_fft=512 samples, hop 250 samples at 16 kHz, so 32 frames per 500 ms hop)
-it computes 69 features:
+A Hann-windowed 512-point DFT runs every 250 samples at 16 kHz (32 STFT frames per 500 ms
+hop); each group of 4 STFT frames is pooled into one feature frame (62.5 ms, 8 per hop:
+mel power averaged before the log, as in Welch's method) of 69 features:
 
 - 64 log-mel energies (Hann window, DFT as one matrix product, librosa's Slaney mel bank),
 - log RMS energy, zero-crossing rate, spectral centroid and spectral spread (both as a
-  fraction of Nyquist), log amplitude envelope (peak |x| in the frame).
+  fraction of Nyquist), log amplitude envelope (peak |x| over the 4 STFT frames).
 
 Notes
 -----
-Frame i of a stream covers samples [i*250 - 262, i*250 + 250): each frame ends where its
-stft hop ends, so nothing looks past the current 500 ms hop. The 262 samples that the
+STFT frame i of a stream covers samples [i*250 - 262, i*250 + 250): each frame ends where
+its stft hop ends, so nothing looks past the current 500 ms hop. The 262 samples that the
 first frame of a hop needs from the previous hop are the front end's state ("tail"),
 all zeros at the start of a stream.
 """
@@ -26,7 +27,9 @@ SAMPLE_RATE = 16000
 HOP_SAMPLES = 8000
 N_FFT = 512
 STFT_HOP = 250
-FRAMES_PER_HOP = HOP_SAMPLES // STFT_HOP
+STFT_FRAMES_PER_HOP = HOP_SAMPLES // STFT_HOP
+POOLED_STFT_FRAMES = 4
+FRAMES_PER_HOP = STFT_FRAMES_PER_HOP // POOLED_STFT_FRAMES  # feature frames per hop
 TAIL_SAMPLES = N_FFT - STFT_HOP
 N_MELS = 64
 FMIN, FMAX = 30.0, 8000.0
@@ -74,7 +77,7 @@ def frame(signal: Tensor, n_frames: int) -> Tensor:
 
 
 class FrontEnd(nn.Module):
-    """PCM [batch, n_hops * 8000] + tail [batch, 262] -> features [batch, n_hops * 32, 69], new tail."""
+    """PCM [batch, n_hops * 8000] + tail [batch, 262] -> features [batch, n_hops * 8, 69], new tail."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -87,21 +90,25 @@ class FrontEnd(nn.Module):
         return self.frame_features(frame(signal, audio.shape[1] // STFT_HOP)), signal[:, -TAIL_SAMPLES:]
 
     def frame_features(self, frames: Tensor) -> Tensor:
-        projected = (frames @ self.dft).square() @ self.projection  # [batch, n_frames, 67]
-        mel, power, weighted_freq, weighted_freq_sq = projected.split([N_MELS, 1, 1, 1], dim=-1)
+        """STFT frames [batch, n, 512] -> feature frames [batch, n / 4, 69]."""
+        projected = (frames @ self.dft).square() @ self.projection  # [batch, n, 64 mel + 3]
+        energy = frames.square().mean(dim=-1, keepdim=True)
+        signs = frames >= 0
+        zcr = (signs[..., 1:] != signs[..., :-1]).float().mean(dim=-1, keepdim=True)
+        batch, n, _ = frames.shape
+        pooled = torch.cat([projected, energy, zcr], dim=-1).reshape(batch, n // POOLED_STFT_FRAMES, POOLED_STFT_FRAMES, -1).mean(dim=2)
+        envelope = frames.abs().amax(dim=-1).reshape(batch, n // POOLED_STFT_FRAMES, POOLED_STFT_FRAMES).amax(dim=2, keepdim=True)
+        mel, power, weighted_freq, weighted_freq_sq, energy, zcr = pooled.split([N_MELS, 1, 1, 1, 1, 1], dim=-1)
         safe_power = power + LOG_FLOOR
         centroid = weighted_freq / safe_power
         spread = (weighted_freq_sq / safe_power - centroid.square()).clamp(min=0.0).sqrt()
-        log_rms = torch.log(frames.square().mean(dim=-1, keepdim=True).sqrt() + 1e-5)
-        signs = frames >= 0
-        zcr = (signs[..., 1:] != signs[..., :-1]).float().mean(dim=-1, keepdim=True)
-        log_envelope = torch.log(frames.abs().amax(dim=-1, keepdim=True) + 1e-5)
-        return torch.cat([torch.log(mel + LOG_FLOOR), log_rms, zcr, centroid, spread, log_envelope], dim=-1)
+        log_rms = torch.log(energy.sqrt() + 1e-5)
+        return torch.cat([torch.log(mel + LOG_FLOOR), log_rms, zcr, centroid, spread, torch.log(envelope + 1e-5)], dim=-1)
 
 
 @torch.no_grad()
 def clip_features(front_end: FrontEnd, audio: np.ndarray, *, chunk_hops: int = 240) -> np.ndarray:
-    """Features of a whole clip from the start of a stream, [n_hops * 32, 69] float32.
+    """Features of a whole clip from the start of a stream, [n_hops * 8, 69] float32.
 
     Runs in chunks so that long clips do not hold every frame of the DFT in memory; the tail
     is carried between chunks exactly as between streaming hops.

@@ -1,6 +1,6 @@
 """The seed papers' models, made causal and streaming, plus the export wrapper.
 
-Every head maps normalised front-end features [batch, n_hops * 32, 69] and a list of state
+Every head maps normalised front-end features [batch, n_hops * 8, 69] and a list of state
 tensors to (va [batch, n_hops, 2] in [-1, 1], new states). Running a clip in one call or hop
 by hop with the states carried gives the same result: convolutions are causal in time and
 keep their last (kernel - 1) input frames as state, pooling in time never crosses a hop, and
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from rtmer.errors import ConfigError
-from training.frontend import FRAMES_PER_HOP, N_FEATURES, N_MELS, TAIL_SAMPLES, FrontEnd
+from training.frontend import FRAMES_PER_HOP, HOP_SAMPLES, N_FEATURES, N_MELS, SAMPLE_RATE, TAIL_SAMPLES, FrontEnd
 
 STEPS_PER_HOP = 4  # recurrent steps per 500 ms hop (125 ms each)
 FRAMES_PER_STEP = FRAMES_PER_HOP // STEPS_PER_HOP
@@ -214,7 +214,7 @@ class Hybrid(Head):
         self.static_dense = nn.Linear(2 * (N_MFCC + N_FEATURES - N_MELS), 16)
         self.mlp = nn.Sequential(nn.Linear(32 + lstm_hidden + 16, 32), nn.ReLU(), nn.Linear(32, 2))
         self.lstm_hidden = lstm_hidden
-        self.decay = math.exp(-FRAMES_PER_STEP * 250 / 16000 / RUNNING_STATS_SECONDS)
+        self.decay = math.exp(-HOP_SAMPLES / SAMPLE_RATE / STEPS_PER_HOP / RUNNING_STATS_SECONDS)
 
     def state_shapes(self) -> list[tuple[int, ...]]:
         n_static = N_MFCC + N_FEATURES - N_MELS

@@ -59,12 +59,14 @@ def loss_value(kind: str, predicted: torch.Tensor, target: torch.Tensor) -> torc
 
 
 def _crops(clips: Sequence[Clip], crop_hops: int, rng: np.random.Generator) -> list[tuple[int, int]]:
-    """(clip index, first hop of the crop) pairs: about one crop per crop_hops of labelled music."""
+    """(clip index, first hop of the crop): one crop per clip an epoch, at a random place.
+
+    A clip shorter than a crop gets a negative start: silence is padded in front of it.
+    """
     crops = []
     for index, clip in enumerate(clips):
         last_start = clip.first_hop + len(clip.labels) - crop_hops
-        for _ in range(max(1, len(clip.labels) // crop_hops)):
-            crops.append((index, int(rng.integers(0, last_start + 1)) if last_start > 0 else last_start))
+        crops.append((index, int(rng.integers(0, last_start + 1)) if last_start > 0 else last_start))
     rng.shuffle(crops)
     return crops
 
