@@ -403,7 +403,7 @@ def _print_summary(summary: RunSummary, sinks: Sequence[Sink], err: TextIO) -> N
     for name, st2 in summary.inputs.items():
         if "overruns" in st2:
             lines.append(f"  {name}: {st2['overruns']} overruns, {st2['dropped_frames']} frames dropped, "
-                         f"{st2['status_flags']} driver overflow flags")
+                         f"{st2['status_flags']} driver overflow flags, {st2.get('restarts', 0)} device restarts")
     for name, why in summary.failed_inputs.items():
         lines.append(f"  FAILED {name}: {why}")
     for sink in sinks:
