@@ -190,12 +190,13 @@ class Engine:
             raw = va[i]
             ok = bool(np.isfinite(raw).all() and np.isfinite(new_states[i]).all())
             if silent[i] or not ok:
+                raw = np.zeros(2, dtype=np.float32)
                 if not ok:
                     s.stats.model_failures += 1
+                    self._reset_state(s)
                 else:
                     s.stats.silent_hops += 1
-                raw = np.zeros(2, dtype=np.float32)
-                self._reset_state(s)
+                    s.state = self._initial.copy()  # silence restarts the stream; not counted as a reset
             else:
                 s.state = new_states[i].copy()
             raw = np.clip(raw.astype(np.float64), -1.0, 1.0)
