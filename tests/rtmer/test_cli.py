@@ -254,3 +254,30 @@ def test_python_dash_m_rtmer_help() -> None:
     proc = subprocess.run([sys.executable, "-m", "rtmer", "--help"], capture_output=True, timeout=30, cwd=REPO,
                           env={**os.environ})
     assert proc.returncode == 0 and b"analyze" in proc.stdout
+
+
+def test_several_streams_in_one_run(clip: Path, tmp_path: Path) -> None:
+    other = tmp_path / "b.flac"
+    sf.write(other, music_like(1.2, 22050, seed=2), 22050)
+    code, out, err = cli("run", "--stream", f"deck1=file:{clip}", "--stream", f"deck2=file:{other}",
+                         "--no-realtime", "--ndjson", "--no-display")
+    assert code == EXIT_OK, err
+    msgs = [json.loads(line) for line in out.splitlines()]
+    assert sum(m["stream"] == "deck1" for m in msgs) == 7 and sum(m["stream"] == "deck2" for m in msgs) == 3
+    assert "stream deck1: 7 hops" in err and "stream deck2: 3 hops" in err
+
+
+def test_ctrl_c_shuts_down_cleanly_with_a_summary(clip: Path) -> None:
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rtmer", "run", "--stream", f"file:{clip}", "--ndjson", "--ws", "--ws-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+    )
+    first = proc.stdout.readline() if proc.stdout else b""  # the first update: running
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert json.loads(first)["seq"] == 0
+    assert proc.returncode == 130, err.decode()
+    text = err.decode()
+    assert "(interrupted)" in text and "overruns" not in text and "websocket: 0 connections" in text
