@@ -54,6 +54,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     train.add_argument("--out", type=Path, help="run folder (default runs/<model>-<data>)")
     train.add_argument("--export", metavar="NAME", help="also write models/NAME.onnx and models/NAME.md")
     train.add_argument("--models-dir", type=Path, default=REPO / "models", help="where --export writes")
+    export = commands.add_parser("export", help="write models/NAME.onnx and its card from a finished run folder")
+    export.add_argument("--run", type=Path, required=True, help="run folder written by train")
+    export.add_argument("--name", required=True)
+    export.add_argument("--models-dir", type=Path, default=REPO / "models")
     return parser.parse_args(argv)
 
 
@@ -92,13 +96,19 @@ def make_head(spec: str) -> list[str]:
     return names
 
 
-def train_spec(spec: str, train: list[Clip], val: list[Clip], config: TrainConfig, silence: np.ndarray, desc: str) -> Head:
-    members = []
-    for name in make_head(spec):
-        head = build_head(name)
-        train_head(head, train, val, config, silence=silence, desc=f"{desc} {name}")
-        members.append(head)
-    return Fusion(members).eval() if len(members) > 1 else members[0]
+def build_spec(spec: str) -> Head:
+    members = [build_head(name) for name in make_head(spec)]
+    return Fusion(members) if len(members) > 1 else members[0]
+
+
+def train_spec(spec: str, train: list[Clip], val: list[Clip], config: TrainConfig, silence: np.ndarray, desc: str, out: Path) -> Head:
+    """Train every member of the spec; checkpoints go to out/<desc>-<member>.pt."""
+    head = build_spec(spec)
+    members = head.members if isinstance(head, Fusion) else [head]
+    for name, member in zip(make_head(spec), members):
+        checkpoint = out / f"{desc.replace(' ', '-').replace('/', 'of')}-{name}.pt"
+        train_head(member, train, val, config, silence=silence, desc=f"{desc} {name}", checkpoint=checkpoint)
+    return head.eval()
 
 
 def split_validation(clips: list[Clip], seed: int) -> tuple[list[Clip], list[Clip]]:
@@ -133,7 +143,7 @@ def cross_validate(args: argparse.Namespace, clips: list[Clip], config: TrainCon
         held_out = set(test_pieces)
         train, val = split_validation([c for c in clips if c.piece_id not in held_out], args.seed + k)
         test = [c for c in clips if c.piece_id in held_out]
-        head = train_spec(args.model, train, val, config, silence, f"fold {k + 1}/{args.folds}")
+        head = train_spec(args.model, train, val, config, silence, f"fold {k + 1}/{args.folds}", out)
         baseline = train_label_mean(train + val)
         fold_report: dict = {"fold": k, "test_pieces": len(test_pieces), "train_mean": baseline.tolist()}
         for condition, condition_clips in conditions(test).items():
@@ -164,6 +174,12 @@ def cross_validate(args: argparse.Namespace, clips: list[Clip], config: TrainCon
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "export":
+        if not (args.run / "final.pt").exists():
+            print(f"error: {args.run} holds no final.pt: run `python -m training train` first", file=sys.stderr)
+            return 2
+        export_run(args.run, args.name, args.models_dir)
+        return 0
     torch.set_num_threads(args.threads)
     try:
         make_head(args.model)
@@ -181,14 +197,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report:
         print(json.dumps(report["pooled"], indent=1))
     train, val = split_validation(clips, args.seed)
-    head = train_spec(args.model, train, val, config, silence, "final")
+    head = train_spec(args.model, train, val, config, silence, "final", out)
     torch.save({"model": args.model, "state_dict": head.state_dict()}, out / "final.pt")
+    run = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    (out / "run.json").write_text(json.dumps({"args": run, "description": description, "clips": len(clips)}, indent=1))
     print(f"trained in {time.time() - started:.0f} s; run folder {out}", file=sys.stderr)
     if args.export:
-        from training.card import export_with_card
-
-        export_with_card(head, args=args, description=description, cv_report=report, run_dir=out, n_clips=len(clips))
+        export_run(out, args.export, args.models_dir)
     return 0
+
+
+def export_run(run_dir: Path, name: str, models_dir: Path) -> Path:
+    """models_dir/<name>.onnx and its card from a run folder's final.pt, run.json and cv.json."""
+    from training.card import export_with_card
+
+    run = json.loads((run_dir / "run.json").read_text())
+    saved = torch.load(run_dir / "final.pt", weights_only=True)
+    head = build_spec(saved["model"])
+    head.load_state_dict(saved["state_dict"])
+    cv_path = run_dir / "cv.json"
+    report = json.loads(cv_path.read_text()) if cv_path.exists() else None
+    args = argparse.Namespace(**{**run["args"], "export": name, "models_dir": models_dir})
+    return export_with_card(head.eval(), args=args, description=run["description"], cv_report=report, run_dir=run_dir, n_clips=run["clips"])
 
 
 if __name__ == "__main__":

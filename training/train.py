@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -113,9 +114,19 @@ def pooled_rmse(head: Head, clips: Sequence[Clip]) -> float:
 
 
 def train_head(
-    head: Head, train: Sequence[Clip], val: Sequence[Clip], config: TrainConfig, *, silence: np.ndarray, desc: str = "train"
+    head: Head,
+    train: Sequence[Clip],
+    val: Sequence[Clip],
+    config: TrainConfig,
+    *,
+    silence: np.ndarray,
+    desc: str = "train",
+    checkpoint: Path | None = None,
 ) -> History:
-    """Train in place; the head ends with the weights of its best validation epoch."""
+    """Train in place; the head ends with the weights of its best validation epoch.
+
+    Each new best is also written to ``checkpoint`` (a torch state dict), when given.
+    """
     if config.loss not in LOSSES:
         raise ValueError(f"loss={config.loss!r} must be one of {LOSSES}")
     torch.manual_seed(config.seed)
@@ -146,6 +157,8 @@ def train_head(
         tqdm.write(f"{desc} epoch {epoch + 1}: train loss {history.train_loss[-1]:.4f}, val rmse {val_rmse:.4f}")
         if val_rmse < best_rmse - 1e-4:
             best_state, best_rmse, stale, history.best_epoch = copy.deepcopy(head.state_dict()), val_rmse, 0, epoch
+            if checkpoint:
+                torch.save({"epoch": epoch, "val_rmse": val_rmse, "state_dict": best_state}, checkpoint)
         else:
             stale += 1
             if stale >= config.patience:

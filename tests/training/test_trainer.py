@@ -85,6 +85,7 @@ def test_train_command_cross_validates_exports_and_writes_the_card(tmp_path: Pat
             "--crop-hops", "16", "--batch-size", "4", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"),
             "--export", "tiny", "--models-dir", str(tmp_path / "models")]
     assert main(args) == 0
+    assert (tmp_path / "run" / "fold-1of2-cnn.pt").exists() and (tmp_path / "run" / "final.pt").exists()
     report = json.loads((tmp_path / "run" / "cv.json").read_text())
     assert len(report["folds"]) == 2
     for fold in report["folds"]:
@@ -97,6 +98,11 @@ def test_train_command_cross_validates_exports_and_writes_the_card(tmp_path: Pat
     card = (tmp_path / "models" / "tiny.md").read_text()
     assert f"{report['pooled']['all']['model']['arousal']['rmse']:.3f}" in card and "p50" in card
     assert (tmp_path / "models" / "tiny.cv.png").stat().st_size > 10_000
+    # the export command rebuilds the same file from the run folder
+    assert main(["export", "--run", str(tmp_path / "run"), "--name", "again", "--models-dir", str(tmp_path / "models")]) == 0
+    again = RuntimeModel(tmp_path / "models" / "again.onnx")
+    audio = np.random.default_rng(0).standard_normal((2, HOP_SAMPLES)).astype(np.float32) * 0.1
+    assert np.array_equal(again.step(audio, again.initial_state(2))[0], model.step(audio, model.initial_state(2))[0])
 
 
 def test_train_command_names_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
