@@ -513,7 +513,10 @@ def _run_fluidsynth(
     if process.returncode != 0 or not wav_path.is_file():
         message = log_path.read_text().strip()[-500:]
         raise DatasetError(f"fluidsynth failed on {midi_path} (exit {process.returncode}): {message}")
-    audio, sample_rate = sf.read(str(wav_path), dtype="float64", always_2d=True)
+    try:
+        audio, sample_rate = sf.read(str(wav_path), dtype="float64", always_2d=True)
+    except sf.LibsndfileError as error:
+        raise DatasetError(f"fluidsynth wrote an unreadable file for {midi_path} ({error})") from error
     if sample_rate != RENDER_SAMPLE_RATE:
         raise DatasetError(f"fluidsynth wrote {sample_rate} Hz for {midi_path}; expected {RENDER_SAMPLE_RATE} Hz")
     return np.asarray(audio.mean(axis=1))
