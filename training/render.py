@@ -482,13 +482,14 @@ def _check_soundfont(soundfont: Path) -> None:
 
 
 def _run_fluidsynth(
-    midi_path: Path, wav_path: Path, soundfont: Path, reverb: bool, chorus: bool, midi_seconds: float
+    midi_path: Path, wav_path: Path, soundfont: Path, reverb: bool, chorus: bool, midi_seconds: float, *, source: str
 ) -> np.ndarray:
     """Render with the FluidSynth CLI to 32-bit float stereo WAV; return it as mono float64.
 
     FluidSynth 2.3 keeps rendering while any voice sounds, so a note that never ends
     would fill the disk: the file is watched and the process killed once it holds more
-    than ``midi_seconds + MAX_TAIL_SECONDS`` of audio.
+    than ``midi_seconds + MAX_TAIL_SECONDS`` of audio. Errors name ``source``, the file the
+    rendered MIDI was arranged from.
     """
     command = [
         find_fluidsynth(), "-ni", "-q",
@@ -506,19 +507,19 @@ def _run_fluidsynth(
                 process.kill()
                 process.wait()
                 raise DatasetError(
-                    f"fluidsynth kept rendering {midi_path} past {MAX_TAIL_SECONDS:g} s after its end "
+                    f"fluidsynth kept rendering {source} past {MAX_TAIL_SECONDS:g} s after its end "
                     "(a note that never stops); killed"
                 )
             time.sleep(0.02)
     if process.returncode != 0 or not wav_path.is_file():
         message = log_path.read_text().strip()[-500:]
-        raise DatasetError(f"fluidsynth failed on {midi_path} (exit {process.returncode}): {message}")
+        raise DatasetError(f"fluidsynth failed on {source} (exit {process.returncode}): {message}")
     try:
         audio, sample_rate = sf.read(str(wav_path), dtype="float64", always_2d=True)
     except sf.LibsndfileError as error:
-        raise DatasetError(f"fluidsynth wrote an unreadable file for {midi_path} ({error})") from error
+        raise DatasetError(f"fluidsynth wrote an unreadable file for {source} ({error})") from error
     if sample_rate != RENDER_SAMPLE_RATE:
-        raise DatasetError(f"fluidsynth wrote {sample_rate} Hz for {midi_path}; expected {RENDER_SAMPLE_RATE} Hz")
+        raise DatasetError(f"fluidsynth wrote {sample_rate} Hz for {source}; expected {RENDER_SAMPLE_RATE} Hz")
     return np.asarray(audio.mean(axis=1))
 
 
@@ -543,7 +544,10 @@ def render_piece(midi_path: Path, output_path: Path, recipe: RenderRecipe, sound
             midi_seconds = float(arranged.length)
         except ValueError as error:  # type 2 (asynchronous) files have no single length
             raise DatasetError(f"MIDI file {str(midi_path)!r}: {error}") from error
-        audio = _run_fluidsynth(arranged_path, Path(scratch) / "render.wav", soundfont, reverb, chorus, midi_seconds)
+        audio = _run_fluidsynth(
+            arranged_path, Path(scratch) / "render.wav", soundfont, reverb, chorus, midi_seconds,
+            source=f"{midi_path} (variant {output_path.stem})",
+        )
     if recipe.audio is None:
         audio = _peak_normalised(audio).astype(np.float32)
     else:

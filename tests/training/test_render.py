@@ -237,7 +237,9 @@ def test_a_note_that_never_stops_does_not_render_forever(tmp_path: Path, monkeyp
     midi.save(str(midi_path))
     monkeypatch.setattr(render, "MAX_TAIL_SECONDS", 1.0)
     with pytest.raises(DatasetError, match=r"fluidsynth kept rendering .*drone\.mid past 1 s after its end"):
-        render._run_fluidsynth(midi_path, tmp_path / "drone.wav", DEFAULT_SOUNDFONT, False, False, midi_seconds=0.0)
+        render._run_fluidsynth(
+            midi_path, tmp_path / "drone.wav", DEFAULT_SOUNDFONT, False, False, midi_seconds=0.0, source=str(midi_path)
+        )
 
 
 def test_missing_fluidsynth_or_soundfont_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
