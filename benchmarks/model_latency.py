@@ -21,29 +21,23 @@ import numpy as np
 from rtmer.model import DEFAULT_MODEL_PATH, StreamingModel
 
 
-def measure(path: Path, *, hops: int = 2000, batch: int = 256, batch_calls: int = 20) -> dict[str, float]:
-    model = StreamingModel(path, providers=["CPUExecutionProvider"], intra_op_threads=1)
+def call_times(model: StreamingModel, batch: int, calls: int, warmup: int) -> np.ndarray:
+    """Seconds per ``model.step`` call on noise, state carried from call to call."""
     rng = np.random.default_rng(0)
-    hop = model.info.hop_samples
-    audio = (0.1 * rng.standard_normal((1, hop))).astype(np.float32)
-    state = model.initial_state(1)
-    for _ in range(50):
-        _, state = model.step(audio, state)
-    times = np.empty(hops)
-    for i in range(hops):
+    audio = (0.1 * rng.standard_normal((batch, model.info.hop_samples))).astype(np.float32)
+    state = model.initial_state(batch)
+    times = np.empty(warmup + calls)
+    for i in range(warmup + calls):
         start = time.perf_counter()
         _, state = model.step(audio, state)
         times[i] = time.perf_counter() - start
-    batch_audio = (0.1 * rng.standard_normal((batch, hop))).astype(np.float32)
-    batch_state = model.initial_state(batch)
-    for _ in range(3):
-        _, batch_state = model.step(batch_audio, batch_state)
-    batch_times = np.empty(batch_calls)
-    for i in range(batch_calls):
-        start = time.perf_counter()
-        _, batch_state = model.step(batch_audio, batch_state)
-        batch_times[i] = time.perf_counter() - start
-    call = float(np.median(batch_times))
+    return times[warmup:]
+
+
+def measure(path: Path, *, hops: int = 2000, batch: int = 256, batch_calls: int = 20) -> dict[str, float]:
+    model = StreamingModel(path, providers=["CPUExecutionProvider"], intra_op_threads=1)
+    times = call_times(model, 1, hops, warmup=50)
+    call = float(np.median(call_times(model, batch, batch_calls, warmup=3)))
     return {
         "p50_ms": float(np.percentile(times, 50) * 1e3),
         "p99_ms": float(np.percentile(times, 99) * 1e3),

@@ -25,7 +25,7 @@ class Clip:
 
     piece_id: str
     variant: str
-    features: np.ndarray  # float16 [n_hops * 8, 69]
+    features: np.ndarray  # float16 [n_hops * 8, 81]
     labels: np.ndarray  # float32 [n, 2] (valence, arousal)
     first_hop: int
 
@@ -34,7 +34,7 @@ class Clip:
         return len(self.features) // FRAMES_PER_HOP
 
 
-FEATURES_VERSION = "2"  # bump when the front end changes, so stale caches are not read
+FEATURES_VERSION = "3"  # bump when the front end changes, so stale caches are not read
 
 
 def _cache_path(cache_dir: Path, recording: Recording) -> Path:

@@ -1,6 +1,6 @@
 """The seed papers' models, made causal and streaming, plus the export wrapper.
 
-Every head maps normalised front-end features [batch, n_hops * 8, 69] and a list of state
+Every head maps normalised front-end features [batch, n_hops * 8, 81] and a list of state
 tensors to (va [batch, n_hops, 2] in [-1, 1], new states). Running a clip in one call or hop
 by hop with the states carried gives the same result: convolutions are causal in time and
 keep their last (kernel - 1) input frames as state, pooling in time never crosses a hop, and
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from rtmer.errors import ConfigError
-from training.frontend import FRAMES_PER_HOP, HOP_SAMPLES, N_FEATURES, N_MELS, SAMPLE_RATE, TAIL_SAMPLES, FrontEnd
+from training.frontend import CHROMA, FRAMES_PER_HOP, HOP_SAMPLES, MEL, N_CHROMA, N_FEATURES, N_MELS, SAMPLE_RATE, TAIL_SAMPLES, FrontEnd
 
 STEPS_PER_HOP = 4  # recurrent steps per 500 ms hop (125 ms each)
 FRAMES_PER_STEP = FRAMES_PER_HOP // STEPS_PER_HOP
@@ -103,6 +103,12 @@ def conv_features_per_step(x: Tensor) -> Tensor:
     return pool_steps(flat, FRAMES_PER_STEP)
 
 
+def mean_per_step(x: Tensor) -> Tensor:
+    """[batch, frames, dim] -> [batch, steps, dim], the mean over each step."""
+    batch, frames, dim = x.shape
+    return x.reshape(batch, frames // FRAMES_PER_STEP, FRAMES_PER_STEP, dim).mean(dim=2)
+
+
 class GruBranch(nn.Module):
     """Fully connected reduction, a stateful unidirectional GRU, a linear output."""
 
@@ -119,21 +125,24 @@ class GruBranch(nn.Module):
 
 
 class Crnn(Head):
-    """CRNN after Malik et al. 2017, causal: one conv block, then a valence and an arousal branch."""
+    """CRNN after Malik et al. 2017, causal: one conv block, then a valence and an arousal branch.
+
+    Each branch also sees the chroma of the step, beside the conv block's output.
+    """
 
     def __init__(self, *, channels: int = 16, freq_pool: int = 4, reduced: int = 24, hidden: int = 24) -> None:
         super().__init__()
         self.block = ConvBlock(1, channels, bins=N_MELS, freq_pool=freq_pool)
-        flat = channels * N_MELS // freq_pool
+        flat = channels * N_MELS // freq_pool + N_CHROMA
         self.branches = nn.ModuleList([GruBranch(flat, reduced, hidden, 1) for _ in range(2)])
 
     def state_shapes(self) -> list[tuple[int, ...]]:
         return [self.block.conv.context_shape] + [(branch.hidden,) for branch in self.branches]
 
     def forward(self, features: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        mel = self.normalizer(features)[..., :N_MELS].unsqueeze(1)
-        conv, context = self.block(mel, states[0])
-        steps = conv_features_per_step(conv)
+        x = self.normalizer(features)
+        conv, context = self.block(x[..., MEL].unsqueeze(1), states[0])
+        steps = torch.cat([conv_features_per_step(conv), mean_per_step(x[..., CHROMA])], dim=-1)
         outputs, hiddens = [], []
         for branch, hidden in zip(self.branches, states[1:]):
             y, hidden = branch(steps, hidden)
@@ -144,20 +153,20 @@ class Crnn(Head):
 
 
 class CrnnNoBranch(Head):
-    """CRNN_NB after Malik et al. 2017: one shared branch for both outputs."""
+    """CRNN_NB after Malik et al. 2017: one shared branch for both outputs (chroma beside it too)."""
 
     def __init__(self, *, channels: int = 16, freq_pool: int = 4, reduced: int = 32, hidden: int = 48) -> None:
         super().__init__()
         self.block = ConvBlock(1, channels, bins=N_MELS, freq_pool=freq_pool)
-        self.branch = GruBranch(channels * N_MELS // freq_pool, reduced, hidden, 2)
+        self.branch = GruBranch(channels * N_MELS // freq_pool + N_CHROMA, reduced, hidden, 2)
 
     def state_shapes(self) -> list[tuple[int, ...]]:
         return [self.block.conv.context_shape, (self.branch.hidden,)]
 
     def forward(self, features: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        mel = self.normalizer(features)[..., :N_MELS].unsqueeze(1)
-        conv, context = self.block(mel, states[0])
-        y, hidden = self.branch(conv_features_per_step(conv), states[1])
+        x = self.normalizer(features)
+        conv, context = self.block(x[..., MEL].unsqueeze(1), states[0])
+        y, hidden = self.branch(torch.cat([conv_features_per_step(conv), mean_per_step(x[..., CHROMA])], dim=-1), states[1])
         return torch.tanh(last_step_of_each_hop(y, STEPS_PER_HOP)), [context, hidden]
 
 
@@ -177,7 +186,7 @@ class MelCnn(Head):
         return [self.block1.conv.context_shape, self.block2.conv.context_shape]
 
     def forward(self, features: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        mel = self.normalizer(features)[..., :N_MELS].unsqueeze(1)
+        mel = self.normalizer(features)[..., MEL].unsqueeze(1)
         y, context1 = self.block1(mel, states[0])
         y, context2 = self.block2(y, states[1])
         batch, channels, frames, bins = y.shape
@@ -194,12 +203,34 @@ def dct_matrix(n_in: int, n_out: int) -> Tensor:
     return torch.from_numpy(basis.astype(np.float32))
 
 
+# Krumhansl & Kessler's key profiles (C major, C minor), the classic mode cue of MER toolkits.
+MAJOR_PROFILE = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
+MINOR_PROFILE = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+
+
+def key_profiles() -> Tensor:
+    """[12, 24] centred unit columns: the 12 major keys, then the 12 minor keys."""
+    columns = [np.roll(profile, k) for profile in (MAJOR_PROFILE, MINOR_PROFILE) for k in range(12)]
+    matrix = np.stack(columns, axis=1)
+    matrix = matrix - matrix.mean(axis=0)
+    return torch.from_numpy((matrix / np.linalg.norm(matrix, axis=0)).astype(np.float32))
+
+
+def key_mode_scores(chroma: Tensor, profiles: Tensor) -> Tensor:
+    """Chroma [..., 12] -> [best major-key correlation, best minor-key correlation, their difference]."""
+    centred = chroma - chroma.mean(dim=-1, keepdim=True)
+    correlation = (centred / (centred.norm(dim=-1, keepdim=True) + 1e-6)) @ profiles
+    major, minor = correlation[..., :12].amax(dim=-1), correlation[..., 12:].amax(dim=-1)
+    return torch.stack([major, minor, major - minor], dim=-1)
+
+
 class Hybrid(Head):
     """CNN-LSTM hybrid after Kerhalkar et al.: three parallel parts into a small MLP.
 
     - convolutions over MFCC with first and second (causal) deltas;
-    - an LSTM over the frame-level time series (RMS, ZCR, centroid, spread, envelope);
-    - an MLP over static features: causal running mean and std of MFCCs and time series.
+    - an LSTM over the frame-level time series (RMS, ZCR, centroid, spread, envelope, chroma);
+    - an MLP over static features: causal running mean and std of MFCCs and time series,
+      and the key-mode scores of the running mean chroma (Krumhansl-Kessler profiles).
       The running statistics are exponentially weighted with a 60 s time constant and
       bias-corrected, so they are the plain mean and std so far in a stream's first minute
       and follow the music after that instead of freezing over a long set.
@@ -208,10 +239,11 @@ class Hybrid(Head):
     def __init__(self, *, lstm_hidden: int = 16) -> None:
         super().__init__()
         self.register_buffer("dct", dct_matrix(N_MELS, N_MFCC))
+        self.register_buffer("key_profiles", key_profiles())
         self.conv = CausalConv2d(3, 8, bins=N_MFCC)
         self.conv_dense = nn.Linear(8 * N_MFCC // 2, 32)
         self.lstm = nn.LSTM(N_FEATURES - N_MELS, lstm_hidden, batch_first=True)
-        self.static_dense = nn.Linear(2 * (N_MFCC + N_FEATURES - N_MELS), 16)
+        self.static_dense = nn.Linear(2 * (N_MFCC + N_FEATURES - N_MELS) + 3, 16)
         self.mlp = nn.Sequential(nn.Linear(32 + lstm_hidden + 16, 32), nn.ReLU(), nn.Linear(32, 2))
         self.lstm_hidden = lstm_hidden
         self.decay = math.exp(-HOP_SAMPLES / SAMPLE_RATE / STEPS_PER_HOP / RUNNING_STATS_SECONDS)
@@ -229,7 +261,7 @@ class Hybrid(Head):
     def forward(self, features: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         mfcc_context, conv_context, h, c, running = states
         x = self.normalizer(features)
-        mfcc = x[..., :N_MELS] @ self.dct
+        mfcc = x[..., MEL] @ self.dct
         with_past = torch.cat([mfcc_context, mfcc], dim=1)
         delta = with_past[:, 1:] - with_past[:, :-1]
         delta2 = delta[:, 1:] - delta[:, :-1]
@@ -240,14 +272,17 @@ class Hybrid(Head):
         conv = conv.reshape(batch, channels, frames, bins // 2, 2).amax(dim=-1)
         conv_steps = torch.relu(self.conv_dense(conv_features_per_step(conv)))
 
-        series = x[..., N_MELS:]
-        series_steps = series.reshape(batch, frames // FRAMES_PER_STEP, FRAMES_PER_STEP, -1).mean(dim=2)
+        series = x[..., N_MELS:]  # the time series and the chroma
+        series_steps = mean_per_step(series)
         lstm_out, (h_out, c_out) = self.lstm(series_steps, (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
 
         frame_static = torch.cat([mfcc, series], dim=-1)
-        step_means = frame_static.reshape(batch, frames // FRAMES_PER_STEP, FRAMES_PER_STEP, -1).mean(dim=2)
-        static, running = self._running_stats(step_means, running)
-        static_out = torch.relu(self.static_dense(static))
+        static, running = self._running_stats(mean_per_step(frame_static), running)
+        chroma_columns = slice(N_MFCC + CHROMA.start - N_MELS, N_MFCC + CHROMA.stop - N_MELS)
+        normalizer = self.normalizer
+        running_chroma = static[..., chroma_columns] * normalizer.std[CHROMA] + normalizer.mean[CHROMA]
+        key_mode = key_mode_scores(running_chroma, self.key_profiles)
+        static_out = torch.relu(self.static_dense(torch.cat([static, key_mode], dim=-1)))
 
         y = self.mlp(torch.cat([conv_steps, lstm_out, static_out], dim=-1))
         va = torch.tanh(last_step_of_each_hop(y, STEPS_PER_HOP))
