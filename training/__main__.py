@@ -54,6 +54,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     train.add_argument("--out", type=Path, help="run folder (default runs/<model>-<data>)")
     train.add_argument("--export", metavar="NAME", help="also write models/NAME.onnx and models/NAME.md")
     train.add_argument("--models-dir", type=Path, default=REPO / "models", help="where --export writes")
+    train.add_argument("--reuse", type=Path, nargs="+", default=[], metavar="RUN",
+                       help="load members already trained in these run folders (same data, folds and seed) instead of training them, e.g. to fuse finished runs")
     export = commands.add_parser("export", help="write models/NAME.onnx and its card from a finished run folder")
     export.add_argument("--run", type=Path, required=True, help="run folder written by train")
     export.add_argument("--name", required=True)
@@ -101,13 +103,24 @@ def build_spec(spec: str) -> Head:
     return Fusion(members) if len(members) > 1 else members[0]
 
 
-def train_spec(spec: str, train: list[Clip], val: list[Clip], config: TrainConfig, silence: np.ndarray, desc: str, out: Path) -> Head:
-    """Train every member of the spec; checkpoints go to out/<desc>-<member>.pt."""
+def train_spec(
+    spec: str, train: list[Clip], val: list[Clip], config: TrainConfig, silence: np.ndarray, desc: str, out: Path, reuse: Sequence[Path] = ()
+) -> Head:
+    """Train every member of the spec; checkpoints go to out/<desc>-<member>.pt.
+
+    A member whose checkpoint of the same name is in one of the ``reuse`` run folders, of a
+    run that finished (it wrote run.json last), is loaded from it instead.
+    """
     head = build_spec(spec)
     members = head.members if isinstance(head, Fusion) else [head]
     for name, member in zip(make_head(spec), members):
-        checkpoint = out / f"{desc.replace(' ', '-').replace('/', 'of')}-{name}.pt"
-        train_head(member, train, val, config, silence=silence, desc=f"{desc} {name}", checkpoint=checkpoint)
+        filename = f"{desc.replace(' ', '-').replace('/', 'of')}-{name}.pt"
+        done = [run / filename for run in reuse if (run / "run.json").exists() and (run / filename).exists()]
+        if done:
+            member.load_state_dict(torch.load(done[0], weights_only=True)["state_dict"])
+            print(f"{desc} {name}: loaded {done[0]}", file=sys.stderr)
+        else:
+            train_head(member, train, val, config, silence=silence, desc=f"{desc} {name}", checkpoint=out / filename)
     return head.eval()
 
 
@@ -143,7 +156,7 @@ def cross_validate(args: argparse.Namespace, clips: list[Clip], config: TrainCon
         held_out = set(test_pieces)
         train, val = split_validation([c for c in clips if c.piece_id not in held_out], args.seed + k)
         test = [c for c in clips if c.piece_id in held_out]
-        head = train_spec(args.model, train, val, config, silence, f"fold {k + 1}/{args.folds}", out)
+        head = train_spec(args.model, train, val, config, silence, f"fold {k + 1}/{args.folds}", out, args.reuse)
         baseline = train_label_mean(train + val)
         fold_report: dict = {"fold": k, "test_pieces": len(test_pieces), "train_mean": baseline.tolist()}
         for condition, condition_clips in conditions(test).items():
@@ -197,10 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report:
         print(json.dumps(report["pooled"], indent=1))
     train, val = split_validation(clips, args.seed)
-    head = train_spec(args.model, train, val, config, silence, "final", out)
+    head = train_spec(args.model, train, val, config, silence, "final", out, args.reuse)
     torch.save({"model": args.model, "state_dict": head.state_dict()}, out / "final.pt")
-    run = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-    (out / "run.json").write_text(json.dumps({"args": run, "description": description, "clips": len(clips)}, indent=1))
+    run_record = {"args": vars(args), "description": description, "clips": len(clips)}
+    (out / "run.json").write_text(json.dumps(run_record, indent=1, default=str))
     print(f"trained in {time.time() - started:.0f} s; run folder {out}", file=sys.stderr)
     if args.export:
         export_run(out, args.export, args.models_dir)
@@ -217,7 +230,7 @@ def export_run(run_dir: Path, name: str, models_dir: Path) -> Path:
     head.load_state_dict(saved["state_dict"])
     cv_path = run_dir / "cv.json"
     report = json.loads(cv_path.read_text()) if cv_path.exists() else None
-    args = argparse.Namespace(**{**run["args"], "export": name, "models_dir": models_dir})
+    args = argparse.Namespace(**{**run["args"], "export": name, "models_dir": Path(models_dir)})
     return export_with_card(head.eval(), args=args, description=run["description"], cv_report=report, run_dir=run_dir, n_clips=run["clips"])
 
 

@@ -65,20 +65,53 @@ def _fold_table(report: dict) -> list[str]:
     return lines
 
 
+TRAIN_OPTIONS = ("model", "data", "data_root", "variants", "pieces", "folds", "epochs", "patience", "batch_size", "crop_hops", "lr", "loss", "seed", "threads", "out", "reuse")
+
+
+def _shown(value: object) -> str:
+    """An argument as typed: paths inside the repository relative to it."""
+    if isinstance(value, list):
+        return " ".join(_shown(item) for item in value)
+    text = str(value)
+    path = Path(text)
+    return str(path.relative_to(REPO)) if path.is_absolute() and path.is_relative_to(REPO) else text
+
+
+def train_command(run_args: dict) -> str:
+    """The `python -m training train` command line that a run's recorded arguments stand for."""
+    words = ["python -m training train"]
+    for name in TRAIN_OPTIONS:
+        value = run_args.get(name)
+        if value is None or value == [] or (value == 0 and name != "seed"):
+            continue
+        words.append(f"--{name.replace('_', '-')} {_shown(value)}")
+    return " ".join(words)
+
+
+def _commands(args: argparse.Namespace) -> list[str]:
+    """Every command that produced the model: the members' runs (``--reuse``), then this one."""
+    members = [train_command(json.loads((Path(run) / "run.json").read_text())["args"]) for run in args.reuse or []]
+    return [*members, train_command(vars(args)), f"python -m training export --run {_shown(args.out)} --name {args.export}"]
+
+
 def _card(args: argparse.Namespace, description: str, pooled: dict, report: dict | None, state_size: int, params: int, size: int, parity: float, latency: dict, n_clips: int) -> str:
-    command = f"python -m training train --model {args.model} --data {args.data} --variants {args.variants} --folds {args.folds} --epochs {args.epochs} --seed {args.seed} --export {args.export}"
     lines = [
         f"# {args.export}",
         "",
         f"Architecture `{args.model}` (see `training/models.py`), causal and streaming: 16 kHz mono PCM in 500 ms hops, state carried between hops.",
-        f"Written by `{command}`; every figure below comes from that run or from `python benchmarks/model_latency.py models/{args.export}.onnx`.",
+        "Written by these commands, in order; every figure below comes from them or from "
+        f"`python benchmarks/model_latency.py models/{args.export}.onnx`:",
+        "",
+        "```sh",
+        *_commands(args),
+        "```",
         "",
         "## Model",
         f"- parameters: {params}",
         f"- file size: {size} bytes ({size / 1e6:.2f} MB)",
         f"- state size: {state_size} floats per stream",
         "- inputs `audio` [batch, 8000], `state` [batch, state_size]; outputs `va` [batch, 2] (valence, arousal in [-1, 1]), `state_out`",
-        "- front end inside the graph: Hann-windowed 512-point DFT every 250 samples, 64 log-mel bands (30 Hz to 8 kHz) and five frame time series",
+        "- front end inside the graph, 62.5 ms feature frames: 64 log-mel bands (30 Hz to 8 kHz) from a Hann-windowed 512-point DFT every 250 samples, five time series (RMS, ZCR, centroid, spread, envelope), and a 12-bin chroma from a 2048-sample pitch DFT",
         f"- export parity, onnxruntime against torch on fresh random audio, 3 hops with state carried: max |difference| {parity:.1e}",
         "",
         "## Data",
@@ -107,7 +140,7 @@ def _card(args: argparse.Namespace, description: str, pooled: dict, report: dict
         f"- batch {latency['batch']}: {latency['batch_call_ms']:.1f} ms a call, {latency['streams_per_core']:.0f} real-time streams per core",
         "",
         "## Limits",
-        "- Trained on rendered piano arrangements of video-game music only; real recordings with vocals, drums and production are out of its training distribution, and the augmentation only narrows that gap.",
+        "- Trained on rendered piano arrangements of video-game music only; real recordings with vocals, drums and production are out of its training distribution, and the augmentation only narrows that gap: on the augmented renders arousal is far weaker than on piano (table above).",
         "- VGMIDI annotators disagree a lot (mean std across annotators about 0.38), which bounds what any model can reach on it.",
         "",
     ]

@@ -48,6 +48,9 @@ def export_onnx(head: Head, path: Path, *, metadata: dict[str, str]) -> Streamin
         "output_range": "-1,1",
     }
     _store_as_float16(proto, ["front_end.dft", "front_end.projection"])
+    for node in proto.graph.node:  # the exporter's debug notes (stack traces): a third of the file
+        del node.metadata_props[:]
+    del proto.graph.value_info[:]
     del proto.metadata_props[:]
     for key, value in {**contract, **metadata}.items():
         entry = proto.metadata_props.add()

@@ -228,7 +228,8 @@ class Hybrid(Head):
     """CNN-LSTM hybrid after Kerhalkar et al.: three parallel parts into a small MLP.
 
     - convolutions over MFCC with first and second (causal) deltas;
-    - an LSTM over the frame-level time series (RMS, ZCR, centroid, spread, envelope, chroma);
+    - an LSTM over the frame-level time series (RMS, ZCR, centroid, spread, envelope, chroma,
+      and spectral flux, the onset cue: the mean rise of the log-mel bands since the last frame);
     - an MLP over static features: causal running mean and std of MFCCs and time series,
       and the key-mode scores of the running mean chroma (Krumhansl-Kessler profiles).
       The running statistics are exponentially weighted with a 60 s time constant and
@@ -242,15 +243,17 @@ class Hybrid(Head):
         self.register_buffer("key_profiles", key_profiles())
         self.conv = CausalConv2d(3, 8, bins=N_MFCC)
         self.conv_dense = nn.Linear(8 * N_MFCC // 2, 32)
-        self.lstm = nn.LSTM(N_FEATURES - N_MELS, lstm_hidden, batch_first=True)
-        self.static_dense = nn.Linear(2 * (N_MFCC + N_FEATURES - N_MELS) + 3, 16)
+        n_series = N_FEATURES - N_MELS + 1  # with the flux
+        self.lstm = nn.LSTM(n_series, lstm_hidden, batch_first=True)
+        self.static_dense = nn.Linear(2 * (N_MFCC + n_series) + 3, 16)
         self.mlp = nn.Sequential(nn.Linear(32 + lstm_hidden + 16, 32), nn.ReLU(), nn.Linear(32, 2))
         self.lstm_hidden = lstm_hidden
         self.decay = math.exp(-HOP_SAMPLES / SAMPLE_RATE / STEPS_PER_HOP / RUNNING_STATS_SECONDS)
 
     def state_shapes(self) -> list[tuple[int, ...]]:
-        n_static = N_MFCC + N_FEATURES - N_MELS
+        n_static = N_MFCC + N_FEATURES - N_MELS + 1
         return [
+            (N_MELS,),  # last log-mel frame, for the flux
             (2, N_MFCC),  # last two MFCC frames, for the deltas
             self.conv.context_shape,
             (self.lstm_hidden,),
@@ -259,8 +262,10 @@ class Hybrid(Head):
         ]
 
     def forward(self, features: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        mfcc_context, conv_context, h, c, running = states
+        mel_context, mfcc_context, conv_context, h, c, running = states
         x = self.normalizer(features)
+        mel = torch.cat([mel_context.unsqueeze(1), x[..., MEL]], dim=1)
+        flux = torch.relu(mel[:, 1:] - mel[:, :-1]).mean(dim=-1, keepdim=True)
         mfcc = x[..., MEL] @ self.dct
         with_past = torch.cat([mfcc_context, mfcc], dim=1)
         delta = with_past[:, 1:] - with_past[:, :-1]
@@ -272,7 +277,7 @@ class Hybrid(Head):
         conv = conv.reshape(batch, channels, frames, bins // 2, 2).amax(dim=-1)
         conv_steps = torch.relu(self.conv_dense(conv_features_per_step(conv)))
 
-        series = x[..., N_MELS:]  # the time series and the chroma
+        series = torch.cat([x[..., N_MELS:], flux], dim=-1)  # the time series, chroma and flux
         series_steps = mean_per_step(series)
         lstm_out, (h_out, c_out) = self.lstm(series_steps, (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
 
@@ -286,7 +291,7 @@ class Hybrid(Head):
 
         y = self.mlp(torch.cat([conv_steps, lstm_out, static_out], dim=-1))
         va = torch.tanh(last_step_of_each_hop(y, STEPS_PER_HOP))
-        return va, [with_past[:, -2:], conv_context, h_out.squeeze(0), c_out.squeeze(0), running]
+        return va, [mel[:, -1], with_past[:, -2:], conv_context, h_out.squeeze(0), c_out.squeeze(0), running]
 
     def _running_stats(self, steps: Tensor, running: Tensor) -> tuple[Tensor, Tensor]:
         n = steps.shape[-1]

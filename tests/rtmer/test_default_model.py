@@ -48,3 +48,7 @@ def section_means(model: StreamingModel) -> dict[str, np.ndarray]:
 def test_energetic_music_has_higher_arousal_than_calm_music(section_means: dict[str, np.ndarray]) -> None:
     for loud, quiet in (("excited", "calm"), ("excited", "sad"), ("tense", "calm"), ("tense", "sad")):
         assert section_means[loud][1] > section_means[quiet][1] + 0.1, section_means
+
+
+def test_bright_major_music_has_higher_valence_than_dark_minor_music(section_means: dict[str, np.ndarray]) -> None:
+    assert section_means["excited"][0] > section_means["sad"][0] + 0.1, section_means
