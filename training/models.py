@@ -294,18 +294,22 @@ class Hybrid(Head):
         return va, [mel[:, -1], with_past[:, -2:], conv_context, h_out.squeeze(0), c_out.squeeze(0), running]
 
     def _running_stats(self, steps: Tensor, running: Tensor) -> tuple[Tensor, Tensor]:
-        n = steps.shape[-1]
-        sums, sums_sq, weight = running[:, :n], running[:, n : 2 * n], running[:, 2 * n :]
-        outputs = []
-        for i in range(steps.shape[1]):
-            value = steps[:, i]
-            sums = self.decay * sums + (1 - self.decay) * value
-            sums_sq = self.decay * sums_sq + (1 - self.decay) * value.square()
-            weight = self.decay * weight + (1 - self.decay)
-            mean = sums / weight
-            std = (sums_sq / weight - mean.square()).clamp(min=0.0).add(1e-6).sqrt()
-            outputs.append(torch.cat([mean, std], dim=-1))
-        return torch.stack(outputs, dim=1), torch.cat([sums, sums_sq, weight], dim=-1)
+        """Bias-corrected exponential mean and std after each step, in closed form.
+
+        With decay d, after step i of this call: sums_i = d^(i+1) sums_0 + sum_k<=i (1-d) d^(i-k) x_k,
+        one [steps, steps] matrix product instead of a loop (the weight follows the same rule).
+        """
+        n, count = steps.shape[-1], steps.shape[1]
+        index = np.arange(count)
+        lag = index[:, None] - index[None, :]
+        mixing = torch.from_numpy(np.where(lag >= 0, (1 - self.decay) * self.decay ** np.maximum(lag, 0), 0.0).astype(np.float32))
+        carried = torch.from_numpy((self.decay ** (index + 1)).astype(np.float32))[:, None]
+        previous_sums, previous_weight = running[:, : 2 * n], running[:, 2 * n :]
+        sums = mixing @ torch.cat([steps, steps.square()], dim=-1) + carried * previous_sums.unsqueeze(1)
+        weight = (1 - carried) + carried * previous_weight.unsqueeze(1)
+        mean = sums[..., :n] / weight
+        std = (sums[..., n:] / weight - mean.square()).clamp(min=0.0).add(1e-6).sqrt()
+        return torch.cat([mean, std], dim=-1), torch.cat([sums[:, -1], weight[:, -1]], dim=-1)
 
 
 class Fusion(Head):
@@ -366,10 +370,10 @@ class StreamingModel(nn.Module):
 
     def unpack(self, state: Tensor) -> list[Tensor]:
         parts = torch.split(state, self.sizes, dim=1)
-        return [part.reshape(-1, *shape) for part, shape in zip(parts, self.shapes)]
+        return [part if len(shape) == 1 else part.reshape(-1, *shape) for part, shape in zip(parts, self.shapes)]
 
     def pack(self, states: list[Tensor]) -> Tensor:
-        return torch.cat([s.reshape(s.shape[0], -1) for s in states], dim=1)
+        return torch.cat([s if s.dim() == 2 else s.reshape(s.shape[0], -1) for s in states], dim=1)
 
     def run(self, audio: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Any number of whole hops: (features, va [batch, n_hops, 2], state_out)."""

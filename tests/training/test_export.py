@@ -40,7 +40,8 @@ def test_onnx_hop_by_hop_equals_torch_whole_clip(exported: tuple[str, object, Pa
         va, state = runtime.step(audio[None, hop * HOP_SAMPLES : (hop + 1) * HOP_SAMPLES], state)
         streamed.append(va)
     assert np.abs(np.concatenate(streamed) - whole_va[0].numpy()).max() < 1e-4
-    assert np.abs(state - whole_state.numpy()).max() < 1e-4
+    # running sums in the state reach ~100: compare them relatively
+    np.testing.assert_allclose(state, whole_state.numpy(), rtol=1e-5, atol=1e-4)
 
 
 def test_contract_metadata_and_dynamic_batch(exported: tuple[str, object, Path]) -> None:

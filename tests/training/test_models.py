@@ -45,7 +45,7 @@ def test_hop_by_hop_equals_whole_clip_features_outputs_and_state(name: str) -> N
     assert whole_features.shape == (1, CLIP_HOPS * FRAMES_PER_HOP, N_FEATURES)
     assert (torch.cat(features, dim=1) - whole_features).abs().max() < 1e-4
     assert (torch.cat(va, dim=1) - whole_va).abs().max() < 1e-4
-    assert (state - whole_state).abs().max() < 1e-4
+    np.testing.assert_allclose(state.numpy(), whole_state.numpy(), rtol=1e-5, atol=1e-4)  # running sums reach ~100
     assert whole_va.abs().max() <= 1.0
     assert whole_va[0].std(0).min() > 1e-3  # the outputs move with the music: the comparison is not vacuous
 
