@@ -90,7 +90,7 @@ def load_dataset(args: argparse.Namespace) -> tuple[list[Clip], str]:
     return clips, description
 
 
-def make_head(spec: str) -> list[str]:
+def member_names(spec: str) -> list[str]:
     """Member names of a model spec ('crnn', or 'fusion:crnn+hybrid'); checks every name."""
     names = spec.removeprefix("fusion:").split("+") if spec.startswith("fusion:") else [spec]
     for name in names:
@@ -99,7 +99,7 @@ def make_head(spec: str) -> list[str]:
 
 
 def build_spec(spec: str) -> Head:
-    members = [build_head(name) for name in make_head(spec)]
+    members = [build_head(name) for name in member_names(spec)]
     return Fusion(members) if len(members) > 1 else members[0]
 
 
@@ -113,7 +113,7 @@ def train_spec(
     """
     head = build_spec(spec)
     members = head.members if isinstance(head, Fusion) else [head]
-    for name, member in zip(make_head(spec), members):
+    for name, member in zip(member_names(spec), members):
         filename = f"{desc.replace(' ', '-').replace('/', 'of')}-{name}.pt"
         done = [run / filename for run in reuse if (run / "run.json").exists() and (run / filename).exists()]
         if done:
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     try:
-        make_head(args.model)
+        member_names(args.model)
         config = TrainConfig(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, crop_hops=args.crop_hops,
                              learning_rate=args.lr, loss=args.loss, seed=args.seed)
         clips, description = load_dataset(args)
