@@ -160,7 +160,27 @@ class _LineWriter:
                 pass
 
 
-class NdjsonSink:
+class _LineSink:
+    """What the line-based sinks share: a ``_LineWriter`` and its counters."""
+
+    _out: _LineWriter
+
+    @property
+    def written(self) -> int:
+        """Lines written [count]; the CSV header counts."""
+        return self._out.written
+
+    @property
+    def dropped(self) -> int:
+        """Lines dropped from a full queue or after a write error [count]."""
+        return self._out.dropped
+
+    def close(self) -> None:
+        """Write what is queued and flush; the file stays open."""
+        self._out.close()
+
+
+class NdjsonSink(_LineSink):
     """Writes one JSON object (``update_to_dict``) per line per update, flushed at once.
 
     ``file`` is an open text file or ``sys.stdout``; the caller owns it and ``close()``
@@ -172,26 +192,12 @@ class NdjsonSink:
     def __init__(self, file: TextIO, *, queue_size: int = 0) -> None:
         self._out = _LineWriter(file, queue_size=queue_size, name="NDJSON")
 
-    @property
-    def written(self) -> int:
-        """Lines written [count]."""
-        return self._out.written
-
-    @property
-    def dropped(self) -> int:
-        """Lines dropped from a full queue or after a write error [count]."""
-        return self._out.dropped
-
     def publish(self, update: Update) -> None:
         """Write (or queue) the line for ``update``."""
         self._out.put(update_to_json(update) + "\n")
 
-    def close(self) -> None:
-        """Write what is queued and flush; the file stays open."""
-        self._out.close()
 
-
-class CsvSink:
+class CsvSink(_LineSink):
     """Writes a CSV header, then one row per update, flushed at once.
 
     Columns: ``time_s,valence,arousal,valence_raw,arousal_raw,mood,stream,seq`` where
@@ -213,20 +219,6 @@ class CsvSink:
         self._csv.writerow(row)
         return self._buf.getvalue()
 
-    @property
-    def written(self) -> int:
-        """Lines written, the header included [count]."""
-        return self._out.written
-
-    @property
-    def dropped(self) -> int:
-        """Lines dropped from a full queue or after a write error [count]."""
-        return self._out.dropped
-
     def publish(self, update: Update) -> None:
         """Write (or queue) the row for ``update``."""
         self._out.put(self._line(csv_row(update)))
-
-    def close(self) -> None:
-        """Write what is queued and flush; the file stays open."""
-        self._out.close()
