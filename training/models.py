@@ -237,7 +237,7 @@ class Hybrid(Head):
       and follow the music after that instead of freezing over a long set.
     """
 
-    def __init__(self, *, lstm_hidden: int = 16) -> None:
+    def __init__(self, *, lstm_hidden: int = 24, static_width: int = 32, mlp_width: int = 48) -> None:
         super().__init__()
         self.register_buffer("dct", dct_matrix(N_MELS, N_MFCC))
         self.register_buffer("key_profiles", key_profiles())
@@ -245,8 +245,8 @@ class Hybrid(Head):
         self.conv_dense = nn.Linear(8 * N_MFCC // 2, 32)
         n_series = N_FEATURES - N_MELS + 1  # with the flux
         self.lstm = nn.LSTM(n_series, lstm_hidden, batch_first=True)
-        self.static_dense = nn.Linear(2 * (N_MFCC + n_series) + 3, 16)
-        self.mlp = nn.Sequential(nn.Linear(32 + lstm_hidden + 16, 32), nn.ReLU(), nn.Linear(32, 2))
+        self.static_dense = nn.Linear(2 * (N_MFCC + n_series) + 3, static_width)
+        self.mlp = nn.Sequential(nn.Linear(32 + lstm_hidden + static_width, mlp_width), nn.ReLU(), nn.Linear(mlp_width, 2))
         self.lstm_hidden = lstm_hidden
         self.decay = math.exp(-HOP_SAMPLES / SAMPLE_RATE / STEPS_PER_HOP / RUNNING_STATS_SECONDS)
 
