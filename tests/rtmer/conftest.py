@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from rtmer.model import DEFAULT_MODEL_PATH
+from rtmer.update import Update
 
 TINY_RATE = 16000
 TINY_HOP = 8000
@@ -138,3 +139,21 @@ def music_like(seconds: float, rate: int, *, seed: int = 0) -> np.ndarray:
     noise = rng.standard_normal(n) * (np.sin(2 * np.pi * 2 * t) > 0.7) * 0.1
     out: Any = (sig * env + noise).astype(np.float32)
     return out
+
+
+class CollectingSink:
+    """A sink that keeps every update it is given, in order."""
+
+    def __init__(self) -> None:
+        self.got: list[Update] = []
+
+    def publish(self, update: Update) -> None:
+        self.got.append(update)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def collecting_sink() -> CollectingSink:
+    return CollectingSink()

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import tone
+from conftest import CollectingSink, tone
 from rtmer.engine import Engine
 from rtmer.model import StreamingModel
 from rtmer.runner import Runner
@@ -93,7 +93,9 @@ def peak_hz(x: np.ndarray, rate: int) -> float:
     return float(np.argmax(spec) * rate / x.shape[0])
 
 
-def test_capture_from_a_real_pulseaudio_null_sink(portaudio_on_pulse: dict[str, str], tmp_path: Path) -> None:
+def test_capture_from_a_real_pulseaudio_null_sink(
+    portaudio_on_pulse: dict[str, str], tmp_path: Path, collecting_sink: CollectingSink
+) -> None:
     env = portaudio_on_pulse
     wav = tmp_path / "two_tones.wav"
     rate = 44100
@@ -122,17 +124,7 @@ def test_capture_from_a_real_pulseaudio_null_sink(portaudio_on_pulse: dict[str, 
         assert peak_hz(window, 16000) == pytest.approx(freq, abs=3)
 
     # 2. the whole live pipeline produces updates for both streams
-    class Keep:
-        def __init__(self) -> None:
-            self.got: list[Update] = []
-
-        def publish(self, update: Update) -> None:
-            self.got.append(update)
-
-        def close(self) -> None:
-            pass
-
-    keep = Keep()
+    keep = collecting_sink
     engine = Engine(StreamingModel())
     live = LiveInput("pulse", streams={"left": [0], "right": [1]}, model_rate=engine.info.sample_rate)
     stop = threading.Event()

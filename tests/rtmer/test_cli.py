@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import music_like
+from conftest import CollectingSink, music_like
 from rtmer.cli import EXIT_DEVICE, EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,7 +178,7 @@ def test_devices_command() -> None:
     assert code == EXIT_OK and isinstance(json.loads(out), list)
 
 
-def test_a_failing_sink_never_stops_the_engine(clip: Path) -> None:
+def test_a_failing_sink_never_stops_the_engine(clip: Path, collecting_sink: CollectingSink) -> None:
     from rtmer.engine import Engine
     from rtmer.model import StreamingModel
     from rtmer.runner import Runner
@@ -192,18 +192,8 @@ def test_a_failing_sink_never_stops_the_engine(clip: Path) -> None:
         def close(self) -> None:
             pass
 
-    class Keep:
-        def __init__(self) -> None:
-            self.got: list[Update] = []
-
-        def publish(self, update: Update) -> None:
-            self.got.append(update)
-
-        def close(self) -> None:
-            pass
-
     engine = Engine(StreamingModel())
-    keep = Keep()
+    keep = collecting_sink
     bad_input = open_file(clip, stream="b", model_rate=16000)
     bad_input._read = lambda n: (_ for _ in ()).throw(RuntimeError("decoder crashed"))  # type: ignore[method-assign]
     summary = Runner(engine, [open_file(clip, stream="a", model_rate=16000), bad_input], [Broken(), keep]).run()
