@@ -292,7 +292,7 @@ def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: Tex
 
 def _inputs(s: dict[str, Any], engine: Engine) -> tuple[list[Any], list[str]]:
     """Open every ``--stream``; returns (inputs, failures). Device errors propagate."""
-    from rtmer.sources import LiveInput, PcmInput, StreamSpec, open_file, parse_stream_spec
+    from rtmer.sources import LiveInput, PcmInput, open_file, parse_stream_spec
 
     specs = [parse_stream_spec(t, index=i) for i, t in enumerate(s["streams"] or ["device:default"])]
     ids = [sp.id for sp in specs]
@@ -320,7 +320,6 @@ def _inputs(s: dict[str, Any], engine: Engine) -> tuple[list[Any], list[str]]:
     for device, streams in devices.items():
         dev: str | int | None = None if device == "default" else device
         inputs.append(LiveInput(dev, streams=streams, model_rate=rate, device_rate=s["device_rate"]))
-    _ = StreamSpec
     return inputs, failures
 
 
@@ -492,7 +491,7 @@ def _cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     length = "until Ctrl-C" if s["seconds"] is None else f"{s['seconds']:g} s"
     if not args.quiet:
         stderr.write(
-            f"rtmer demo: model {engine.info.name} {engine.info.version} on {engine.model.session.get_providers()[0]}; "
+            f"rtmer demo: model {engine.info.name} {engine.info.version} on {engine.model.provider}; "
             f"OSC -> {', '.join(s['osc'])}; WebSocket ws://{s['ws_host']}:{s['ws_port']}; "
             f"{length}\n"
         )

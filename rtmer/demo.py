@@ -25,7 +25,7 @@ A4 = 440.0
 
 
 def _hz(midi: float) -> float:
-    return A4 * 2.0 ** ((midi - 69.0) / 12.0)
+    return float(A4 * 2.0 ** ((midi - 69.0) / 12.0))
 
 
 @dataclass(frozen=True, slots=True)

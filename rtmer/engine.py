@@ -43,6 +43,7 @@ class Model(Protocol):
     """What the engine needs from ``rtmer.model.StreamingModel``."""
 
     info: ModelInfo
+    provider: str  # the onnxruntime execution provider in use
 
     def initial_state(self, batch: int) -> np.ndarray: ...
 

@@ -26,7 +26,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 FILE_BLOCK_SECONDS = 0.1  # files and generators are read in blocks of this length [s]
 RING_SECONDS = 4.0  # live ring capacity [s]
-PCM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4"), "s32le": np.dtype("<i4")}
+PCM_FORMATS: dict[str, np.dtype[Any]] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4"), "s32le": np.dtype("<i4")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +263,7 @@ class RingInput:
         self,
         name: str,
         *,
-        streams: dict[str, Sequence[int] | None],
+        streams: Mapping[str, Sequence[int] | None],
         device_rate: int,
         model_rate: int,
         channels: int,
@@ -341,7 +341,7 @@ class LiveInput(RingInput):
         self,
         device: str | int | None,
         *,
-        streams: dict[str, Sequence[int] | None],
+        streams: Mapping[str, Sequence[int] | None],
         model_rate: int,
         device_rate: int | None = None,
         blocksize: int = 0,

@@ -19,4 +19,5 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q -e ".[train,test]"
+.venv/bin/mypy rtmer  # the runtime package, strict (pyproject.toml)
 .venv/bin/python -m pytest -q "$@"
