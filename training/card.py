@@ -141,7 +141,7 @@ def _card(args: argparse.Namespace, description: str, pooled: dict, report: dict
         "",
         "## Limits",
         "- Trained on rendered piano arrangements of video-game music only; real recordings with vocals, drums and production are out of its training distribution, and the augmentation only narrows that gap: on the augmented renders arousal is far weaker than on piano (table above).",
-        "- VGMIDI annotators disagree a lot (mean std across annotators about 0.38), which bounds what any model can reach on it.",
+        "- VGMIDI annotators disagree a lot (see the dataset's README), which bounds what any model can reach on it.",
         "",
     ]
     return "\n".join(lines)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -91,7 +90,3 @@ def export_parity(model: StreamingModel, path: Path, *, batch: int = 4, hops: in
         va_onnx, state_onnx = session.run(["va", "state_out"], {"audio": audio, "state": state_onnx})
         worst = max(worst, float(np.abs(va_onnx - va_torch.numpy()).max()), float(np.abs(state_onnx - state_torch.numpy()).max()))
     return worst
-
-
-def metrics_json(metrics: dict[str, object]) -> str:
-    return json.dumps(metrics, sort_keys=True)
