@@ -39,7 +39,7 @@ from rtmer.errors import (
     PortInUseError,
     RtmerError,
 )
-from rtmer.model import DEFAULT_MODEL_PATH, StreamingModel
+from rtmer.model import DEFAULT_MODEL, StreamingModel, is_shipped_name, resolve_model, shipped_models
 from rtmer.runner import RunSummary, Runner
 from rtmer.smoothing import SMOOTHING_KINDS, SmoothingConfig
 from rtmer.update import Sink, Update
@@ -84,7 +84,7 @@ CONFIG_KEYS: dict[str, tuple[str, type]] = {
 }
 
 DEFAULTS: dict[str, Any] = {
-    "model": str(DEFAULT_MODEL_PATH),
+    "model": DEFAULT_MODEL,
     "threads": 1,
     "smoothing": "one-euro",
     "min_cutoff": 0.25,
@@ -122,7 +122,11 @@ class _Parser(argparse.ArgumentParser):
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and engine")
     g.add_argument("--config", metavar="FILE", help="TOML config file; flags win over it")
-    g.add_argument("--model", metavar="PATH", help="model file (default: the embedded default model)")
+    g.add_argument(
+        "--model", metavar="NAME|PATH",
+        help=f"NAME of a shipped model ({', '.join(shipped_models())}) or PATH of an .onnx model file "
+        f"(default: the shipped {DEFAULT_MODEL!r})",
+    )
     g.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default 1)")
     g.add_argument("--smoothing", choices=SMOOTHING_KINDS, help="smoother (default one-euro)")
     g.add_argument("--min-cutoff", type=float, metavar="HZ", help="One-Euro cutoff at rest [Hz] (0.25)")
@@ -225,8 +229,15 @@ def _load_config(path: str | None) -> dict[str, Any]:
             value = [value]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ConfigError(f"config file {path!r}: {name}={value!r} must be {kind.__name__}")
+        if name == "model" and isinstance(value, str):
+            value = _config_model(value, Path(path).parent)
         out[dest] = value
     return out
+
+
+def _config_model(spec: str, folder: Path) -> str:
+    """A config file's ``model``: a shipped name as is, a relative path taken from ``folder``."""
+    return spec if is_shipped_name(spec) else str(resolve_model(spec, relative_to=folder))
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,13 +9,22 @@ The contract, which the trainer's exporter writes and this module enforces:
 - ``metadata_props`` with every key in ``REQUIRED_METADATA``.
 
 Everything the runtime needs to know about a model comes from the file itself.
+
+The models rtmer ships are package data of ``rtmer.models`` (the repository's top-level
+``models/`` folder, mapped into the package by pyproject.toml) and are found through
+``importlib.resources``, so an installed wheel finds them wherever it lives.
+``resolve_model`` turns a ``--model`` value, a shipped name or a path, into a file path.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import re
+from contextlib import ExitStack
 from dataclasses import dataclass
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +47,97 @@ REQUIRED_METADATA = (
     "training_data",
     "metrics",
 )
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "rtmer-default.onnx"
+SHIPPED_PACKAGE = "rtmer.models"
+# short name -> file stem in rtmer.models; the full stem is accepted as a name too
+_SHIPPED: dict[str, str] = {"default": "rtmer-default", "large": "rtmer-large"}
+DEFAULT_MODEL = "default"
+_NAME_LIKE = re.compile(r"[A-Za-z0-9_-]+")
 
 log = logging.getLogger(__name__)
+_extracted = ExitStack()  # shipped files copied out of a zip import, removed at exit
+atexit.register(_extracted.close)
+
+
+def shipped_models() -> list[str]:
+    """The short names of the models rtmer ships (``default``, ``large``).
+
+    A name is listed whether or not its file is installed (``large`` ships once it is
+    trained); ``rtmer-<name>`` is accepted for each as well.
+    """
+    return list(_SHIPPED)
+
+
+def is_shipped_name(spec: str | Path) -> bool:
+    """True when ``spec`` is a shipped model's name (``default``, ``rtmer-default``, ...).
+
+    A ``Path`` is never a name.
+    """
+    return isinstance(spec, str) and _shipped_stem(spec) is not None
+
+
+def _shipped_stem(name: str) -> str | None:
+    if name in _SHIPPED:
+        return _SHIPPED[name]
+    return name if name in _SHIPPED.values() else None
+
+
+def _shipped_file(filename: str) -> Path | None:
+    """The installed ``rtmer.models/<filename>`` as a real file path, or None if absent."""
+    try:
+        resource = files(SHIPPED_PACKAGE) / filename
+    except ModuleNotFoundError:
+        return None
+    if not resource.is_file():
+        return None
+    if isinstance(resource, Path):
+        return resource
+    return _extracted.enter_context(as_file(resource))  # onnxruntime needs a real file
+
+
+def resolve_model(spec: str | Path, *, relative_to: Path | None = None) -> Path:
+    """The model file that a ``--model`` value names.
+
+    ``spec`` is a shipped model's name (see ``shipped_models``; ``default`` and
+    ``rtmer-default`` are the same model) or a path to an ``.onnx`` file (``~`` is
+    expanded; a relative path is taken from ``relative_to`` when given, else from the
+    working directory). A name wins over a file of the same name (write ``./default``
+    for the file); a ``Path`` is always a path.
+
+    Raises ``ModelContractError`` for a shipped name whose file is not installed, and
+    for a name-like spec (no folder, no suffix) that is neither a shipped model nor an
+    existing file. Any other path is returned as is; ``StreamingModel`` says if it is
+    missing.
+    """
+    if isinstance(spec, str):
+        stem = _shipped_stem(spec)
+        if stem is not None:
+            path = _shipped_file(f"{stem}.onnx")
+            if path is None:
+                installed = [n for n, s in _SHIPPED.items() if _shipped_file(f"{s}.onnx") is not None]
+                raise ModelContractError(
+                    spec,
+                    f"the shipped model {stem}.onnx is not installed in {SHIPPED_PACKAGE} "
+                    f"(installed: {', '.join(installed) or 'none'}); give another name or a path",
+                )
+            return path
+    path = Path(spec).expanduser()
+    if relative_to is not None and not path.is_absolute():
+        path = relative_to / path
+    if isinstance(spec, str) and _NAME_LIKE.fullmatch(spec) and not path.exists():
+        raise ModelContractError(
+            spec,
+            f"is neither a shipped model ({', '.join(_SHIPPED)}) nor a file; "
+            "--model takes a shipped name or a path to an .onnx file",
+        )
+    return path
+
+
+def __getattr__(name: str) -> Path:
+    # DEFAULT_MODEL_PATH, looked up when asked for (not at import), so that importing this
+    # module never fails on a missing file.
+    if name == "DEFAULT_MODEL_PATH":
+        return resolve_model(DEFAULT_MODEL)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -75,16 +172,20 @@ def available_providers() -> list[str]:
 class StreamingModel:
     """One onnxruntime session for a contract-conforming model file.
 
+    ``path`` is a shipped model's name or a file path (see ``resolve_model``); by default
+    the shipped ``default`` model.
+
     ``step`` is pure: state goes in and comes out, nothing is kept between calls.
     """
 
     def __init__(
         self,
-        path: str | Path = DEFAULT_MODEL_PATH,
+        path: str | Path = DEFAULT_MODEL,
         *,
         providers: list[str] | None = None,
         intra_op_threads: int = 1,
     ) -> None:
+        path = resolve_model(path)
         self.path = str(path)
         if not Path(path).is_file():
             raise ModelContractError(self.path, "file does not exist")

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -157,6 +158,42 @@ def test_model_errors_exit_3(clip: Path, tmp_path: Path) -> None:
     broken.write_bytes(b"garbage")
     code, _, err = cli("run", "--stream", str(clip), "--model", str(broken))
     assert code == EXIT_MODEL and "not a loadable ONNX model" in err
+
+
+def test_model_by_name(clip: Path) -> None:
+    code, out, err = cli("analyze", str(clip), "--to", "json", "--model", "rtmer-default")
+    assert code == EXIT_OK, err
+    assert json.loads(out)["model"]["name"] == "rtmer-default"
+    assert cli("analyze", str(clip), "--model", "default")[1] == cli("analyze", str(clip))[1]
+    code, _, err = cli("analyze", str(clip), "--model", "nosuch")
+    assert code == EXIT_MODEL
+    assert "rtmer: model error: model file 'nosuch': is neither a shipped model (default, large) nor a file" in err
+    help_text = subprocess.run([sys.executable, "-m", "rtmer", "analyze", "--help"], capture_output=True, text=True).stdout
+    assert "--model NAME|PATH" in help_text and "(default, large)" in help_text
+
+
+def test_config_model_path_is_relative_to_the_config_file(
+    clip: Path, tiny_model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "conf" / "m").mkdir(parents=True)
+    shutil.copy(tiny_model_path, tmp_path / "conf" / "m" / "tiny.onnx")
+    cfg = tmp_path / "conf" / "rtmer.toml"
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    cfg.write_text('model = "m/tiny.onnx"\n')
+    code, out, err = cli("analyze", str(clip), "--to", "json", "--config", str(cfg))
+    assert code == EXIT_OK, err
+    assert json.loads(out)["model"]["name"] == "tiny-test"
+    cfg.write_text('model = "default"\n')  # a name stays a name
+    code, out, err = cli("analyze", str(clip), "--to", "json", "--config", str(cfg))
+    assert code == EXIT_OK, err
+    assert json.loads(out)["model"]["name"] == "rtmer-default"
+    cfg.write_text('model = "m/none.onnx"\n')
+    code, _, err = cli("analyze", str(clip), "--config", str(cfg))
+    missing = tmp_path / "conf" / "m" / "none.onnx"
+    assert code == EXIT_MODEL and f"model file '{missing}': file does not exist" in err
+    cfg.write_text('model = "larg"\n')
+    code, _, err = cli("analyze", str(clip), "--config", str(cfg))
+    assert code == EXIT_MODEL and "'larg': is neither a shipped model (default, large) nor a file" in err
 
 
 def test_port_in_use_exits_4_and_names_the_port(clip: Path) -> None:
