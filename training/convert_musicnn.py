@@ -11,9 +11,11 @@ stores inputs and outputs beside the weights, so that the torch port in
 It needs TensorFlow, which neither the runtime nor the tests install. In a separate venv:
 
     python3 -m venv build/teacher-venv
-    build/teacher-venv/bin/pip install tensorflow-cpu tf-keras numpy
+    build/teacher-venv/bin/pip install ".[teacher]"
     build/teacher-venv/bin/pip install --no-deps musicnn==0.1.0   # its pins are from 2019
-    build/teacher-venv/bin/python training/convert_musicnn.py --out build/teacher/msd_musicnn.npz
+    build/teacher-venv/bin/python training/convert_musicnn.py --out training/weights/msd_musicnn.npz
+
+Its output is committed (training/weights/, with musicnn's licence), so training needs none of this.
 """
 
 from __future__ import annotations

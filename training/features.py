@@ -37,9 +37,24 @@ class Clip:
 FEATURES_VERSION = "3"  # bump when the front end changes, so stale caches are not read
 
 
-def _cache_path(cache_dir: Path, recording: Recording) -> Path:
-    key = hashlib.sha1(f"{FEATURES_VERSION}:{recording.audio_path.resolve()}".encode()).hexdigest()[:16]
+def cache_path(cache_dir: Path, audio_path: Path, version: str) -> Path:
+    key = hashlib.sha1(f"{version}:{audio_path.resolve()}".encode()).hexdigest()[:16]
     return cache_dir / f"{key}.npy"
+
+
+def cached_features(audio_path: Path, cache_dir: Path, front_end: FrontEnd) -> np.ndarray:
+    """Front-end features of one file from the stream's start, float16 [n_hops * 8, 81] (cached).
+
+    Raises:
+        AudioInputError: the file cannot be read.
+    """
+    path = cache_path(cache_dir, audio_path, FEATURES_VERSION)
+    if path.exists() and path.stat().st_mtime >= audio_path.stat().st_mtime:
+        return np.load(path)
+    features = clip_features(front_end, load_audio(audio_path, SAMPLE_RATE)).astype(np.float16)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(path, features)
+    return features
 
 
 def load_clips(recordings: Sequence[Recording], cache_dir: Path) -> tuple[list[Clip], list[tuple[Path, str]]]:
@@ -53,17 +68,11 @@ def load_clips(recordings: Sequence[Recording], cache_dir: Path) -> tuple[list[C
     clips: list[Clip] = []
     skipped: list[tuple[Path, str]] = []
     for recording in tqdm(recordings, desc="features", unit="file", leave=False):
-        path = _cache_path(cache_dir, recording)
-        if path.exists() and path.stat().st_mtime >= recording.audio_path.stat().st_mtime:
-            features = np.load(path)
-        else:
-            try:
-                audio = load_audio(recording.audio_path, SAMPLE_RATE)
-            except AudioInputError as error:
-                skipped.append((recording.audio_path, error.reason))
-                continue
-            features = clip_features(front_end, audio).astype(np.float16)
-            np.save(path, features)
+        try:
+            features = cached_features(recording.audio_path, cache_dir, front_end)
+        except AudioInputError as error:
+            skipped.append((recording.audio_path, error.reason))
+            continue
         aligned = align(recording, len(features) // FRAMES_PER_HOP * HOP_SAMPLES, SAMPLE_RATE)
         if len(aligned.labels) == 0:
             skipped.append((recording.audio_path, "no labelled hop inside the audio"))
