@@ -1,6 +1,6 @@
 """Per-hop latency and batched throughput of a model file through onnxruntime on one CPU thread.
 
-    python benchmarks/model_latency.py [models/rtmer-default.onnx] [--json]
+    python benchmarks/model_latency.py [default|large|PATH] [--json] [--hops N] [--batch B]
 
 Latency includes the in-graph front end (DFT, log-mel, features): one call of the model
 per 500 ms hop, batch 1. Throughput is real-time streams per core at batch 256: how many
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtmer.model import DEFAULT_MODEL_PATH, StreamingModel
+from rtmer.model import StreamingModel, resolve_model
 
 
 def call_times(model: StreamingModel, batch: int, calls: int, warmup: int) -> np.ndarray:
@@ -49,10 +49,12 @@ def measure(path: Path, *, hops: int = 2000, batch: int = 256, batch_calls: int 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", nargs="?", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("model", nargs="?", default="default", help="a shipped model name or a path")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--hops", type=int, default=2000, help="batch-1 calls timed")
+    parser.add_argument("--batch", type=int, default=256, help="streams in the throughput call")
     args = parser.parse_args(argv)
-    figures = measure(args.model)
+    figures = measure(resolve_model(args.model), hops=args.hops, batch=args.batch)
     if args.json:
         print(json.dumps(figures))
     else:

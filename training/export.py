@@ -21,6 +21,17 @@ IR_VERSION = 9  # what released onnxruntime builds load
 def export_onnx(head: Head, path: Path, *, metadata: dict[str, str]) -> StreamingModel:
     """Write ``path`` and return the torch model it was traced from (in eval mode)."""
     model = StreamingModel(head).eval()
+    export_streaming(model, path, metadata=metadata, float16=["front_end.dft", "front_end.projection"])
+    return model
+
+
+def export_streaming(model: torch.nn.Module, path: Path, *, metadata: dict[str, str], float16: list[str]) -> None:
+    """Write any module with ``state_size`` and ``forward(audio, state) -> (va, state_out)`` as a contract model.
+
+    The initializers named in ``float16`` are stored at half precision (they must hold
+    float16 values already).
+    """
+    model.eval()
     batch = torch.export.Dim("batch", min=1, max=4096)
     example = (torch.zeros(2, HOP_SAMPLES), torch.zeros(2, model.state_size))
     with warnings.catch_warnings():
@@ -46,7 +57,7 @@ def export_onnx(head: Head, path: Path, *, metadata: dict[str, str]) -> Streamin
         "outputs": "valence,arousal",
         "output_range": "-1,1",
     }
-    _store_as_float16(proto, ["front_end.dft", "front_end.projection"])
+    _store_as_float16(proto, float16)
     for node in proto.graph.node:  # the exporter's debug notes (stack traces): a third of the file
         del node.metadata_props[:]
     del proto.graph.value_info[:]
@@ -57,7 +68,6 @@ def export_onnx(head: Head, path: Path, *, metadata: dict[str, str]) -> Streamin
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(proto, str(path))
     onnx.checker.check_model(str(path))
-    return model
 
 
 def _store_as_float16(proto: onnx.ModelProto, names: list[str]) -> None:
@@ -76,7 +86,7 @@ def _store_as_float16(proto: onnx.ModelProto, names: list[str]) -> None:
         proto.graph.node.insert(0, onnx.helper.make_node("Cast", [name + "_float16"], [name], to=onnx.TensorProto.FLOAT))
 
 
-def export_parity(model: StreamingModel, path: Path, *, batch: int = 4, hops: int = 3, seed: int = 0) -> float:
+def export_parity(model: torch.nn.Module, path: Path, *, batch: int = 4, hops: int = 3, seed: int = 0) -> float:
     """Largest |onnxruntime - torch| over va and state, on fresh random audio, state carried."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)

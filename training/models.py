@@ -369,11 +369,10 @@ class StreamingModel(nn.Module):
         return sum(self.sizes)
 
     def unpack(self, state: Tensor) -> list[Tensor]:
-        parts = torch.split(state, self.sizes, dim=1)
-        return [part if len(shape) == 1 else part.reshape(-1, *shape) for part, shape in zip(parts, self.shapes)]
+        return unpack_state(state, self.shapes)
 
     def pack(self, states: list[Tensor]) -> Tensor:
-        return torch.cat([s if s.dim() == 2 else s.reshape(s.shape[0], -1) for s in states], dim=1)
+        return pack_state(states)
 
     def run(self, audio: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Any number of whole hops: (features, va [batch, n_hops, 2], state_out)."""
@@ -386,6 +385,16 @@ class StreamingModel(nn.Module):
         """One hop, as exported: va [batch, 2]."""
         _, va, state_out = self.run(audio, state)
         return va[:, 0], state_out
+
+
+def unpack_state(state: Tensor, shapes: list[tuple[int, ...]]) -> list[Tensor]:
+    """The exported flat state [batch, S] -> one tensor per shape."""
+    parts = torch.split(state, [math.prod(shape) for shape in shapes], dim=1)
+    return [part if len(shape) == 1 else part.reshape(-1, *shape) for part, shape in zip(parts, shapes)]
+
+
+def pack_state(states: list[Tensor]) -> Tensor:
+    return torch.cat([s if s.dim() == 2 else s.reshape(s.shape[0], -1) for s in states], dim=1)
 
 
 def parameter_count(module: nn.Module) -> int:

@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import torch
+
+from training.large import LargeHead
+from training.mixed import Item, MixedConfig, draw_crops, make_batch, mixed_loss, train_mixed
+from training.realeval import (
+    clip_estimate,
+    fold_indices,
+    medley_audio,
+    medley_pairs,
+    quadrant_metrics,
+    quadrant_of,
+    rating_metrics,
+    reaction,
+    reaction_summary,
+)
+
+
+def test_folds_keep_every_artist_on_one_side_and_cover_every_item() -> None:
+    groups = [f"artist:{i // 3}" for i in range(60)]
+    strata = [f"4q:Q{1 + i % 4}" for i in range(60)]
+    folds = fold_indices(groups, strata, 5, seed=0)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(60))
+    for test in folds:
+        held_out = {groups[i] for i in test}
+        assert not held_out & {groups[i] for i in range(60) if i not in set(test)}
+
+
+def test_a_clip_estimate_skips_the_first_5_s() -> None:
+    per_hop = np.zeros((20, 2))
+    per_hop[:10] = 1.0
+    np.testing.assert_allclose(clip_estimate(per_hop), [0.0, 0.0])
+
+
+def test_rating_metrics_on_known_values() -> None:
+    labels = np.array([[-0.5, 0.2], [0.0, 0.4], [0.5, 0.6]])
+    halved = labels * 0.5
+    m = rating_metrics(halved, labels)
+    assert m["valence"]["pearson_r"] == pytest.approx(1.0)
+    assert m["valence"]["spread_ratio"] == pytest.approx(0.5)
+    assert m["valence"]["rmse"] == pytest.approx(np.sqrt(np.mean((labels[:, 0] * 0.5) ** 2)))
+    assert m["arousal"]["ccc"] < 1.0
+
+
+def test_quadrants_and_aucs() -> None:
+    estimates = np.array([[0.3, 0.3], [-0.3, 0.3], [-0.3, -0.3], [0.3, -0.3], [0.4, 0.2]])
+    assert quadrant_of(estimates).tolist() == [1, 2, 3, 4, 1]
+    m = quadrant_metrics(estimates, np.array([1, 2, 3, 4, 2]))
+    assert m["quadrant_accuracy"] == pytest.approx(0.8)
+    assert m["arousal_auc"] == pytest.approx(1.0)
+    assert m["valence_auc"] < 1.0
+
+
+def test_reaction_time_is_the_first_hop_past_halfway_and_wrong_ways_have_none() -> None:
+    switch = 40
+    per_hop = np.zeros((80, 2))
+    per_hop[:switch] = [0.5, 0.5]  # Q1
+    ramp = np.clip(np.arange(40) / 8, 0, 1)  # reaches the new level after 4 s
+    per_hop[switch:, 0] = 0.5 - ramp  # valence falls to -0.5: halfway at 0, crossed at ramp 0.5 (hop 4: 2.5 s)
+    per_hop[switch:, 1] = 0.5 + 0.1 * ramp  # arousal rises, but Q3 needs it to fall: wrong way
+    (valence, v_time), (arousal, a_time) = reaction(per_hop, switch, 1, 3)
+    assert (valence, v_time) == ("valence", 2.5)
+    assert (arousal, a_time) == ("arousal", None)
+    summary = reaction_summary([(valence, v_time), (arousal, a_time)])
+    assert summary["median_seconds"] == 2.5 and summary["wrong_way_share"] == 0.5
+
+
+def test_medleys_pair_opposite_quadrants_and_splice_at_a_hop() -> None:
+    quadrants = np.array([1, 2, 3, 4] * 5)
+    pairs = medley_pairs(quadrants, np.random.default_rng(0), per_direction=3)
+    assert len(pairs) == 12
+    assert {(int(quadrants[a]), int(quadrants[b])) for a, b in pairs} == {(1, 3), (3, 1), (2, 4), (4, 2)}
+    a, b = np.ones(30 * 16000), -np.ones(30 * 16000)
+    audio, switch = medley_audio(a, b, 16000)
+    assert switch == 40 and len(audio) == 80 * 8000
+    assert audio[switch * 8000 - 1] == 1 and audio[switch * 8000] == -1
+
+
+def items_for_training(rng: np.random.Generator) -> list[Item]:
+    """Embeddings whose first column carries the valence: something a head can learn."""
+    items = []
+    for k in range(24):
+        valence = (k % 4) / 1.5 - 1.0
+        inputs = np.zeros((30, 250), np.float32)
+        inputs[:, :10] = rng.standard_normal((30, 10))
+        inputs[:, 0] = valence * 3 + 0.1 * rng.standard_normal(30)
+        kind = k % 3
+        items.append(
+            Item(f"i{k}", "x", f"g{k}", "s", inputs,
+                 va=np.array([valence, 0.0], np.float32) if kind == 0 else None,
+                 quadrant=(1 if valence > 0 else 2) if kind == 1 else None,
+                 hop_labels=np.tile([[valence, 0.0]], (30, 1)).astype(np.float32) if kind == 2 else None)
+        )
+    return items
+
+
+def test_each_label_kind_reaches_its_loss_only_where_it_applies() -> None:
+    items = items_for_training(np.random.default_rng(0))
+    crops = [[(0, 0, 10)], [(1, 0, 10)], [(2, 0, 10)], [(0, 0, 5), (1, 10, 5)]]
+    _, targets = make_batch(items, crops, 10, 1, np.zeros((1, 250), np.float32))
+    assert targets.va_mask[0, :4].sum() == 0 and targets.va_mask[0, 4:].all()  # rated: after the 2 s warm-up
+    assert targets.sign_mask[1, 4:].all() and targets.va_mask[1].sum() == 0  # quadrant: signs only
+    assert targets.hop_mask[2].all()  # VGMIDI: every hop
+    assert targets.sign_mask[3, 5:8].sum() == 0 and targets.sign_mask[3, 8:].all()  # grace after a splice
+    va = torch.zeros(4, 10, 2, requires_grad=True)
+    mixed_loss(va, None, targets).backward()
+    assert va.grad is not None and va.grad[0, :4].abs().sum() == 0 and va.grad[0, 4:].abs().sum() > 0
+
+
+def test_medley_crops_splice_two_items() -> None:
+    items = items_for_training(np.random.default_rng(0))
+    crops = draw_crops(items, MixedConfig(crop_hops=10, medley_share=1.0), 1, np.random.default_rng(0))
+    assert len(crops) == len(items) and all(len(crop) == 2 and crop[0][0] != crop[1][0] for crop in crops)
+
+
+def test_mixed_training_learns_a_signal() -> None:
+    rng = np.random.default_rng(1)
+    items = items_for_training(rng)
+    head = LargeHead(width=16, hidden=8, dropout=0.0)
+    head.fit_normalizer(np.concatenate([item.inputs for item in items]))
+    config = MixedConfig(epochs=25, patience=25, batch_size=8, crop_hops=12, learning_rate=1e-2, medley_share=0.0)
+    history = train_mixed(head, head.run_cold, items[:20], items[20:], config, rows_per_hop=1, pad_row=np.zeros((1, 250), np.float32), desc="test")
+    assert history.val_loss[history.best_epoch] < history.val_loss[0]
+    with torch.no_grad():
+        va, _ = head.run_cold(torch.from_numpy(np.stack([items[k].inputs for k in (0, 3)])))
+    assert va[0, 6:, 0].mean() < va[1, 6:, 0].mean()  # valence -1 below valence +1

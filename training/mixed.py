@@ -1,0 +1,235 @@
+"""Mixed training over every labelled set at once, for the large head and the small student.
+
+One ``Item`` is one recording with whatever labels it has:
+
+- a rated clip (MUSIFEAST-17): clip-level valence and arousal, a regression target on every
+  hop after the warm-up;
+- a quadrant clip (4Q): only the signs, a logistic loss on ``SIGN_SCALE * estimate``;
+- an Emotify clip: the nine GEMS proportions, a target of the auxiliary head (training only);
+- a VGMIDI render: per-hop valence and arousal, the only labels that change within a piece;
+- any of them may carry a teacher's per-hop estimate, a distillation target on every hop.
+
+Crops start from a cold state, as a stream can. A ``medley_share`` of the crops are two
+half-crops of different items spliced together, with each half keeping its own labels, so
+that the dynamics after a change of music are trained on purpose; clip-level labels are
+not scored in the ``SWITCH_GRACE_HOPS`` after a splice.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from training.realmusic import GEMS, QUADRANT_SIGNS
+
+WARMUP_HOPS = 4  # clip-level labels are not scored in a clip's first 2 s
+SWITCH_GRACE_HOPS = 3
+SIGN_SCALE = 4.0
+LOSS_WEIGHTS = {"rating": 1.0, "hops": 0.5, "sign": 0.3, "gems": 0.5, "teacher": 1.0}
+
+
+@dataclass
+class Item:
+    """One recording's inputs (``rows_per_hop`` rows a hop) and labels."""
+
+    item_id: str
+    dataset: str
+    group: str
+    stratum: str
+    inputs: np.ndarray
+    va: np.ndarray | None = None
+    quadrant: int | None = None
+    gems: np.ndarray | None = None
+    hop_labels: np.ndarray | None = None  # [n, 2] from first_hop
+    first_hop: int = 0
+    variant: str = ""
+    teacher: np.ndarray | None = None  # [n_hops, 2]
+
+    def n_hops(self, rows_per_hop: int) -> int:
+        return len(self.inputs) // rows_per_hop
+
+
+@dataclass(frozen=True)
+class MixedConfig:
+    epochs: int = 20
+    patience: int = 5
+    batch_size: int = 32
+    crop_hops: int = 32
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-3
+    medley_share: float = 0.3
+    seed: int = 0
+
+
+@dataclass
+class Targets:
+    va: Tensor  # [b, hops, 2]
+    va_mask: Tensor  # [b, hops] rated clips
+    hop_mask: Tensor  # [b, hops] VGMIDI
+    sign: Tensor  # [b, hops, 2] in {0, 1}
+    sign_mask: Tensor
+    gems: Tensor  # [b, hops, 9]
+    gems_mask: Tensor
+    teacher: Tensor  # [b, hops, 2]
+    teacher_mask: Tensor
+
+
+@dataclass
+class History:
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+
+
+# A head maps inputs [b, hops * rows, d] (from a cold state) to (va [b, hops, 2], gems logits [b, hops, 9] or None).
+HeadRun = Callable[[Tensor], tuple[Tensor, Tensor | None]]
+
+
+def _fill(item: Item, targets: dict[str, np.ndarray], row: int, at: int, start: int, count: int) -> None:
+    """Labels of ``item``'s hops [start, start + count) into crop positions [at, at + count)."""
+    for k in range(count):
+        hop, position = start + k, at + k
+        if item.teacher is not None and hop < len(item.teacher):
+            targets["teacher"][row, position] = item.teacher[hop]
+            targets["teacher_mask"][row, position] = 1
+        if item.hop_labels is not None and item.first_hop <= hop < item.first_hop + len(item.hop_labels):
+            targets["va"][row, position] = item.hop_labels[hop - item.first_hop]
+            targets["hop_mask"][row, position] = 1
+        clip_level = min(hop, at + k) >= WARMUP_HOPS and (at == 0 or k >= SWITCH_GRACE_HOPS)
+        if not clip_level:
+            continue
+        if item.va is not None:
+            targets["va"][row, position] = item.va
+            targets["va_mask"][row, position] = 1
+        if item.quadrant is not None:
+            targets["sign"][row, position] = (np.array(QUADRANT_SIGNS[item.quadrant]) > 0).astype(np.float32)
+            targets["sign_mask"][row, position] = 1
+        if item.gems is not None:
+            targets["gems"][row, position] = item.gems
+            targets["gems_mask"][row, position] = 1
+
+
+def make_batch(
+    items: Sequence[Item], pieces: Sequence[list[tuple[int, int, int]]], crop_hops: int, rows_per_hop: int, pad_row: np.ndarray
+) -> tuple[Tensor, Targets]:
+    """Inputs [b, crop_hops * rows, d] and targets; each crop is a list of (item, first hop, hops)."""
+    width = pad_row.shape[-1]
+    inputs = np.broadcast_to(pad_row, (len(pieces), crop_hops * rows_per_hop, width)).copy()
+    shapes = {"va": 2, "sign": 2, "gems": len(GEMS), "teacher": 2}
+    targets = {name: np.zeros((len(pieces), crop_hops, n), np.float32) for name, n in shapes.items()}
+    for mask in ("va_mask", "hop_mask", "sign_mask", "gems_mask", "teacher_mask"):
+        targets[mask] = np.zeros((len(pieces), crop_hops), np.float32)
+    for row, crop in enumerate(pieces):
+        at = 0
+        for index, start, count in crop:
+            item = items[index]
+            inputs[row, at * rows_per_hop : (at + count) * rows_per_hop] = item.inputs[start * rows_per_hop : (start + count) * rows_per_hop]
+            _fill(item, targets, row, at, start, count)
+            at += count
+    tensors = {name: torch.from_numpy(value) for name, value in targets.items()}
+    return torch.from_numpy(inputs.astype(np.float32)), Targets(**tensors)
+
+
+def draw_crops(items: Sequence[Item], config: MixedConfig, rows_per_hop: int, rng: np.random.Generator) -> list[list[tuple[int, int, int]]]:
+    """One crop per item an epoch: a random stretch of it, or (medley) its first half spliced to another item."""
+    crops = []
+    for index, item in enumerate(items):
+        n = item.n_hops(rows_per_hop)
+        if rng.random() < config.medley_share and len(items) > 1:
+            half = config.crop_hops // 2
+            other = int(rng.integers(len(items) - 1))
+            other += other >= index
+            m = items[other].n_hops(rows_per_hop)
+            first = (index, int(rng.integers(0, max(n - half, 0) + 1)), min(half, n))
+            second_start = int(rng.integers(min(WARMUP_HOPS, max(m - half, 0)), max(m - half, 0) + 1)) if m > half else 0
+            crops.append([first, (other, second_start, min(half, m))])
+        else:
+            count = min(config.crop_hops, n)
+            crops.append([(index, int(rng.integers(0, n - count + 1)), count)])
+    order = rng.permutation(len(crops))
+    return [crops[i] for i in order]
+
+
+def mixed_loss(va: Tensor, gems_logits: Tensor | None, targets: Targets) -> Tensor:
+    """Weighted sum of the per-kind losses, each averaged over the hops where it applies."""
+
+    def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+        return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+    squared = (va - targets.va).square().mean(dim=-1)
+    loss = LOSS_WEIGHTS["rating"] * masked_mean(squared, targets.va_mask)
+    loss = loss + LOSS_WEIGHTS["hops"] * masked_mean(squared, targets.hop_mask)
+    sign = nn.functional.binary_cross_entropy_with_logits(SIGN_SCALE * va, targets.sign, reduction="none").mean(dim=-1)
+    loss = loss + LOSS_WEIGHTS["sign"] * masked_mean(sign, targets.sign_mask)
+    teacher = (va - targets.teacher).square().mean(dim=-1)
+    loss = loss + LOSS_WEIGHTS["teacher"] * masked_mean(teacher, targets.teacher_mask)
+    if gems_logits is not None:
+        gems = (torch.sigmoid(gems_logits) - targets.gems).square().mean(dim=-1)
+        loss = loss + LOSS_WEIGHTS["gems"] * masked_mean(gems, targets.gems_mask)
+    return loss
+
+
+def train_mixed(
+    module: nn.Module,
+    run: HeadRun,
+    train: Sequence[Item],
+    val: Sequence[Item],
+    config: MixedConfig,
+    *,
+    rows_per_hop: int,
+    pad_row: np.ndarray,
+    desc: str,
+) -> History:
+    """Train ``module`` in place (AdamW, early stopping on the validation loss); it ends with its best epoch's weights."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay)
+    val_crops = draw_crops(val, MixedConfig(**{**config.__dict__, "seed": config.seed + 99}), rows_per_hop, np.random.default_rng(config.seed + 99))
+    history = History()
+    best_state, best_loss, stale = copy.deepcopy(module.state_dict()), float("inf"), 0
+    for epoch in range(config.epochs):
+        module.train()
+        crops = draw_crops(train, config, rows_per_hop, rng)
+        losses = []
+        for start in tqdm(range(0, len(crops), config.batch_size), desc=f"{desc} epoch {epoch + 1}", unit="batch", leave=False):
+            inputs, targets = make_batch(train, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row)
+            va, gems = run(inputs)
+            loss = mixed_loss(va, gems, targets)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+        val_loss = evaluate_loss(module, run, val, val_crops, config, rows_per_hop, pad_row)
+        history.train_loss.append(float(np.mean(losses)))
+        history.val_loss.append(val_loss)
+        tqdm.write(f"{desc} epoch {epoch + 1}: train loss {history.train_loss[-1]:.4f}, val loss {val_loss:.4f}")
+        if val_loss < best_loss - 1e-4:
+            best_state, best_loss, stale, history.best_epoch = copy.deepcopy(module.state_dict()), val_loss, 0, epoch
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    module.load_state_dict(best_state)
+    module.eval()
+    return history
+
+
+@torch.no_grad()
+def evaluate_loss(
+    module: nn.Module, run: HeadRun, items: Sequence[Item], crops: list[list[tuple[int, int, int]]], config: MixedConfig, rows_per_hop: int, pad_row: np.ndarray
+) -> float:
+    module.eval()
+    total, batches = 0.0, 0
+    for start in range(0, len(crops), config.batch_size):
+        inputs, targets = make_batch(items, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row)
+        va, gems = run(inputs)
+        total += mixed_loss(va, gems, targets).item()
+        batches += 1
+    return total / max(batches, 1)
