@@ -56,6 +56,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     train.add_argument("--models-dir", type=Path, default=REPO / "models", help="where --export writes")
     train.add_argument("--reuse", type=Path, nargs="+", default=[], metavar="RUN",
                        help="load members already trained in these run folders (same data, folds and seed) instead of training them, e.g. to fuse finished runs")
+    from training.real import add_arguments as add_real_arguments
+
+    real = commands.add_parser("real", help="rtmer-large or rtmer-default on real recordings (MUSIFEAST-17, 4Q, Emotify) and VGMIDI")
+    add_real_arguments(real)
     export = commands.add_parser("export", help="write models/NAME.onnx and its card from a finished run folder")
     export.add_argument("--run", type=Path, required=True, help="run folder written by train")
     export.add_argument("--name", required=True)
@@ -187,6 +191,14 @@ def cross_validate(args: argparse.Namespace, clips: list[Clip], config: TrainCon
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "real":
+        from training.real import run
+
+        try:
+            return run(args)
+        except (ConfigError, DatasetError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     if args.command == "export":
         if not (args.run / "final.pt").exists():
             print(f"error: {args.run} holds no final.pt: run `python -m training train` first", file=sys.stderr)

@@ -338,6 +338,7 @@ HEADS: dict[str, Callable[[], Head]] = {
     "crnn_nb": CrnnNoBranch,
     "cnn": MelCnn,
     "hybrid": Hybrid,
+    "hybrid_wide": lambda: Hybrid(lstm_hidden=48, static_width=64, mlp_width=96),
 }
 
 

@@ -1,0 +1,338 @@
+"""Cross-validate, train and export rtmer-large and rtmer-default on real recordings and VGMIDI.
+
+    python -m training real --size large --out runs/large --export rtmer-large
+    python -m training real --size default --teacher runs/large --out runs/default --export rtmer-default
+
+``large`` is the streaming MusiCNN backbone with a recurrent head trained on its cached
+embeddings. ``default`` is a small causal student on rtmer's own front end, trained on the
+labels and on the large model's per-hop estimates (each fold's student learns from that
+fold's large head, so no held-out clip reaches it through its teacher).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from sklearn.model_selection import GroupShuffleSplit
+from tqdm import tqdm
+
+from rtmer.errors import AudioInputError
+from training.datasets import align, load_audio, load_vgmidi
+from training.evaluate import metrics
+from training.features import cached_features
+from training.frontend import FRAMES_PER_HOP, HOP_SAMPLES, N_MELS, SAMPLE_RATE, FrontEnd, clip_features
+from training.large import LargeHead, LargeStreamingModel
+from training.mixed import Item, MixedConfig, train_mixed
+from training.models import Fusion, Head, zero_states
+from training.realeval import (
+    LoudnessBaseline,
+    clip_estimate,
+    fold_indices,
+    medley_audio,
+    medley_pairs,
+    quadrant_metrics,
+    rating_metrics,
+    reaction,
+    reaction_summary,
+)
+from training.realmusic import load_realmusic
+from training.teacher import DEFAULT_WEIGHTS, cached_embeddings, clip_embeddings, load_backbone
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+LOG_RMS = N_MELS  # column of the front-end features
+WARMUP_HOPS = 10
+MEDLEYS_PER_DIRECTION = 10
+
+Predict = Callable[[Item], np.ndarray]
+PredictAudio = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Entry:
+    """One recording with its labels and both input kinds (embeddings only when needed)."""
+
+    item: Item  # inputs: front-end features
+    audio_path: Path
+    embeddings: np.ndarray | None
+    loudness: np.ndarray  # [2]: mean and std of log RMS over the hops after the warm-up
+
+
+def loudness_of(features: np.ndarray) -> np.ndarray:
+    per_hop = features[:, LOG_RMS].astype(np.float32).reshape(-1, FRAMES_PER_HOP).mean(axis=1)
+    settled = per_hop[WARMUP_HOPS:] if len(per_hop) > WARMUP_HOPS else per_hop
+    return np.array([settled.mean(), settled.std()], np.float32)
+
+
+def load_corpus(args: argparse.Namespace, with_embeddings: bool) -> list[Entry]:
+    """Every usable recording of the real sets and the VGMIDI renders; unreadable ones are counted and named."""
+    front_end = FrontEnd().eval()
+    backbone = load_backbone(args.teacher_weights) if with_embeddings else None
+    candidates: list[tuple[Item, Path]] = []
+    for clip in load_realmusic(args.realmusic_root):
+        item = Item(clip.clip_id, clip.dataset, clip.group, f"{clip.dataset}:{clip.stratum}", np.empty(0), clip.va, clip.quadrant, clip.gems)
+        candidates.append((item, clip.audio_path))
+    if args.variants:
+        from training.render import render_vgmidi
+
+        pieces = load_vgmidi(args.vgmidi_root)
+        for recording in render_vgmidi(pieces, args.cache / "renders", variants=args.variants, seed=args.seed):
+            item = Item(f"{recording.piece_id}/{recording.variant}", "vgmidi", f"piece:{recording.piece_id}", "vgmidi", np.empty(0),
+                        hop_labels=recording.labels, variant=recording.variant)
+            candidates.append((item, recording.audio_path))
+    entries, skipped = [], []
+    for item, path in tqdm(candidates, desc="features and embeddings", unit="file"):
+        try:
+            features = cached_features(path, args.cache / "features", front_end)
+            embeddings = cached_embeddings(path, args.cache / "embeddings", backbone) if backbone is not None else None
+        except AudioInputError as error:
+            skipped.append(f"{path}: {error.reason}")
+            continue
+        if item.hop_labels is not None:
+            n_hops = len(features) // FRAMES_PER_HOP
+            item.hop_labels = item.hop_labels[: max(0, n_hops)]
+        entries.append(Entry(replace(item, inputs=features), path, embeddings, loudness_of(features)))
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    print(f"{len(entries)} recordings ({len(skipped)} skipped)", file=sys.stderr)
+    return entries
+
+
+def split_validation(indices: np.ndarray, entries: Sequence[Entry], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    groups = [entries[i].item.group for i in indices]
+    train, val = next(GroupShuffleSplit(n_splits=1, test_size=0.1, random_state=seed).split(indices, groups=groups))
+    return indices[train], indices[val]
+
+
+# --- the two model sizes ---------------------------------------------------------------------
+
+
+def embedding_items(entries: Sequence[Entry]) -> list[Item]:
+    return [replace(e.item, inputs=e.embeddings) for e in entries]
+
+
+def train_large(entries: Sequence[Entry], train: np.ndarray, val: np.ndarray, config: MixedConfig, desc: str) -> LargeHead:
+    items = embedding_items(entries)
+    head = LargeHead()
+    head.fit_normalizer(np.concatenate([items[i].inputs for i in train]).astype(np.float32))
+    pad = np.zeros((1, items[0].inputs.shape[1]), np.float32)
+    train_mixed(head, head.run_cold, [items[i] for i in train], [items[i] for i in val], config, rows_per_hop=1, pad_row=pad, desc=desc)
+    return head.eval()
+
+
+def student_items(entries: Sequence[Entry], teacher: dict[str, np.ndarray]) -> list[Item]:
+    return [replace(e.item, teacher=teacher.get(e.item.item_id)) for e in entries]
+
+
+def build_student(spec: str) -> Head:
+    from training.__main__ import build_spec
+
+    return build_spec(spec)
+
+
+def train_student(spec: str, entries: Sequence[Entry], teacher: dict[str, np.ndarray], train: np.ndarray, val: np.ndarray, config: MixedConfig, desc: str) -> Head:
+    items = student_items(entries, teacher)
+    head = build_student(spec)
+    frames = np.concatenate([items[i].inputs[::7] for i in train]).astype(np.float64)
+    mean, std = frames.mean(axis=0).astype(np.float32), frames.std(axis=0).astype(np.float32)
+    members = head.members if isinstance(head, Fusion) else [head]
+    for member in members:
+        member.normalizer.fit(mean, std)
+    silence = clip_features(FrontEnd(), np.zeros(HOP_SAMPLES, np.float32))[:1]
+
+    def run(inputs: torch.Tensor) -> tuple[torch.Tensor, None]:
+        va, _ = head(inputs, zero_states(head, inputs.shape[0]))
+        return va, None
+
+    train_mixed(head, run, [items[i] for i in train], [items[i] for i in val], config, rows_per_hop=FRAMES_PER_HOP, pad_row=silence, desc=desc)
+    return head.eval()
+
+
+@torch.no_grad()
+def large_predictors(head: LargeHead, backbone: torch.nn.Module) -> tuple[Predict, PredictAudio]:
+    def on_embeddings(embeddings: np.ndarray) -> np.ndarray:
+        va, _ = head.run_cold(torch.from_numpy(embeddings.astype(np.float32))[None])
+        return va[0].numpy()
+
+    return (lambda item: on_embeddings(item.inputs)), (lambda audio: on_embeddings(clip_embeddings(backbone, audio)))  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def student_predictors(head: Head) -> tuple[Predict, PredictAudio]:
+    front_end = FrontEnd().eval()
+
+    def on_features(features: np.ndarray) -> np.ndarray:
+        va, _ = head(torch.from_numpy(features.astype(np.float32))[None], zero_states(head, 1))
+        return va[0].numpy()
+
+    return (lambda item: on_features(item.inputs)), (lambda audio: on_features(clip_features(front_end, audio)))
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Pool:
+    """Held-out results gathered over the folds."""
+
+    rated: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # model, train mean, loudness, label
+    quadrant: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]
+    vgmidi: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]  # condition -> (model, train mean, labels) per hop
+    moves: list[tuple[str, float | None]]
+
+
+def evaluate_fold(entries: Sequence[Entry], items: Sequence[Item], train: np.ndarray, test: np.ndarray, predict: Predict, predict_audio: PredictAudio, pool: Pool, seed: int) -> dict:
+    rated_train = [i for i in train if items[i].va is not None]
+    quadrant_train = [i for i in train if items[i].quadrant is not None]
+    train_mean = np.mean([items[i].va for i in rated_train], axis=0)
+    hop_mean = np.concatenate([items[i].hop_labels for i in train if items[i].hop_labels is not None]).mean(axis=0) if any(items[i].hop_labels is not None for i in train) else np.zeros(2)
+    loudness = LoudnessBaseline.fit(
+        np.stack([entries[i].loudness for i in rated_train]), np.stack([items[i].va for i in rated_train]),
+        np.stack([entries[i].loudness for i in quadrant_train]), np.array([items[i].quadrant for i in quadrant_train]),
+    )
+    fold_rated, fold_quadrant, quadrant_test = [], [], []
+    for i in test:
+        item = items[i]
+        if item.dataset == "emotify":
+            continue
+        per_hop = predict(item)
+        if item.va is not None:
+            entry = (clip_estimate(per_hop), train_mean, loudness.rate(entries[i].loudness[None])[0], item.va)
+            pool.rated.append(entry)
+            fold_rated.append(entry)
+        if item.quadrant is not None:
+            entry_q = (clip_estimate(per_hop), train_mean, loudness.signs(entries[i].loudness[None])[0], item.quadrant)
+            pool.quadrant.append(entry_q)
+            fold_quadrant.append(entry_q)
+            quadrant_test.append(i)
+        if item.hop_labels is not None and len(item.hop_labels):
+            condition = "piano" if item.variant == "piano" else "augmented"
+            labels = item.hop_labels[: len(per_hop)]
+            pool.vgmidi.setdefault(condition, []).append((per_hop[: len(labels)], np.broadcast_to(hop_mean, labels.shape), labels))
+    quadrants = np.array([items[i].quadrant for i in quadrant_test])
+    fold_moves = []
+    for a, b in medley_pairs(quadrants, np.random.default_rng(seed), MEDLEYS_PER_DIRECTION):
+        ia, ib = quadrant_test[a], quadrant_test[b]
+        audio, switch = medley_audio(load_audio(entries[ia].audio_path, SAMPLE_RATE), load_audio(entries[ib].audio_path, SAMPLE_RATE), SAMPLE_RATE)
+        fold_moves += reaction(predict_audio(audio), switch, items[ia].quadrant, items[ib].quadrant)  # type: ignore[arg-type]
+    pool.moves += fold_moves
+    report: dict = {"test_items": len(test), "reaction": reaction_summary(fold_moves)}
+    if fold_rated:
+        report["musifeast17"] = rating_metrics(np.stack([r[0] for r in fold_rated]), np.stack([r[3] for r in fold_rated]))
+    if fold_quadrant:
+        report["4q"] = quadrant_metrics(np.stack([q[0] for q in fold_quadrant]), np.array([q[3] for q in fold_quadrant]))
+    return report
+
+
+def pooled_report(pool: Pool) -> dict:
+    report: dict = {}
+    if pool.rated:
+        labels = np.stack([r[3] for r in pool.rated])
+        report["musifeast17"] = {"clips": len(labels)}
+        for index, name in enumerate(("model", "train_mean", "loudness")):
+            report["musifeast17"][name] = rating_metrics(np.stack([r[index] for r in pool.rated]), labels)
+    if pool.quadrant:
+        quadrants = np.array([q[3] for q in pool.quadrant])
+        report["4q"] = {"clips": len(quadrants)}
+        for index, name in enumerate(("model", "train_mean", "loudness")):
+            report["4q"][name] = quadrant_metrics(np.stack([q[index] for q in pool.quadrant]), quadrants)
+    report["vgmidi"] = {}
+    for condition, rows in pool.vgmidi.items():
+        labels = np.concatenate([r[2] for r in rows])
+        report["vgmidi"][condition] = {
+            "hops": len(labels),
+            "model": metrics(np.concatenate([r[0] for r in rows]), labels),
+            "train_mean": metrics(np.concatenate([r[1] for r in rows]), labels),
+        }
+    report["reaction"] = reaction_summary(pool.moves)
+    return report
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", choices=("large", "default"), required=True)
+    parser.add_argument("--student", default="fusion:crnn+hybrid", help="architecture of the default model (see --model of train)")
+    parser.add_argument("--teacher", type=Path, help="the large model's run folder (for --size default)")
+    parser.add_argument("--realmusic-root", type=Path, default=SHARED / "realmusic")
+    parser.add_argument("--vgmidi-root", type=Path, default=SHARED / "vgmidi")
+    parser.add_argument("--variants", type=int, default=2, help="VGMIDI renders per piece (0: no VGMIDI)")
+    parser.add_argument("--teacher-weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=MixedConfig.epochs)
+    parser.add_argument("--patience", type=int, default=MixedConfig.patience)
+    parser.add_argument("--crop-hops", type=int, default=MixedConfig.crop_hops)
+    parser.add_argument("--lr", type=float, default=MixedConfig.learning_rate)
+    parser.add_argument("--medley-share", type=float, default=MixedConfig.medley_share)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=REPO / "build")
+    parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument("--export", metavar="NAME", help="also write models/NAME.onnx and its card")
+    parser.add_argument("--models-dir", type=Path, default=REPO / "models")
+
+
+def load_teacher(run: Path, name: str) -> dict[str, np.ndarray]:
+    with np.load(run / f"{name}.npz") as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    if args.size == "default" and args.teacher is None:
+        print("error: --size default needs --teacher RUN (the large model's run folder)", file=sys.stderr)
+        return 2
+    config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, medley_share=args.medley_share, seed=args.seed)
+    entries = load_corpus(args, with_embeddings=args.size == "large")
+    args.out.mkdir(parents=True, exist_ok=True)
+    folds = fold_indices([e.item.group for e in entries], [e.item.stratum for e in entries], args.folds, args.seed)
+    (args.out / "splits.json").write_text(json.dumps({"seed": args.seed, "folds": [[entries[i].item.item_id for i in f] for f in folds]}))
+    backbone = load_backbone(args.teacher_weights) if args.size == "large" else None
+    pool = Pool([], [], {}, [])
+    report: dict = {"size": args.size, "config": asdict(config), "folds": []}
+    started = time.time()
+    everything = np.arange(len(entries))
+    for k, test in enumerate(folds):
+        rest = np.setdiff1d(everything, test)
+        train, val = split_validation(rest, entries, args.seed + k)
+        desc = f"fold {k + 1}/{args.folds}"
+        if args.size == "large":
+            head = train_large(entries, train, val, config, desc)
+            predict, predict_audio = large_predictors(head, backbone)  # type: ignore[arg-type]
+            items = embedding_items(entries)
+            np.savez_compressed(args.out / f"teacher_fold{k}.npz", **{item.item_id: predict(item) for item in items})
+        else:
+            student = train_student(args.student, entries, load_teacher(args.teacher, f"teacher_fold{k}"), train, val, config, desc)
+            predict, predict_audio = student_predictors(student)
+            items = [e.item for e in entries]
+        fold = evaluate_fold(entries, items, rest, test, predict, predict_audio, pool, args.seed + k)
+        report["folds"].append(fold)
+        print(json.dumps({key: fold[key] for key in ("musifeast17", "4q", "reaction") if key in fold}), file=sys.stderr)
+    report["pooled"] = pooled_report(pool)
+    (args.out / "cv.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report["pooled"], indent=1))
+    train, val = split_validation(everything, entries, args.seed)
+    if args.size == "large":
+        head = train_large(entries, train, val, config, "final")
+        torch.save({"state_dict": head.state_dict()}, args.out / "final.pt")
+        predict, _ = large_predictors(head, backbone)  # type: ignore[arg-type]
+        np.savez_compressed(args.out / "teacher_final.npz", **{item.item_id: predict(item) for item in embedding_items(entries)})
+    else:
+        student = train_student(args.student, entries, load_teacher(args.teacher, "teacher_final"), train, val, config, "final")
+        torch.save({"model": args.student, "state_dict": student.state_dict()}, args.out / "final.pt")
+    (args.out / "run.json").write_text(json.dumps({"args": vars(args), "recordings": len(entries)}, indent=1, default=str))
+    print(f"done in {time.time() - started:.0f} s; run folder {args.out}", file=sys.stderr)
+    if args.export:
+        from training.realcard import export_real
+
+        export_real(args.out, args.export, args.models_dir)
+    return 0
