@@ -232,12 +232,13 @@ class Hybrid(Head):
       and spectral flux, the onset cue: the mean rise of the log-mel bands since the last frame);
     - an MLP over static features: causal running mean and std of MFCCs and time series,
       and the key-mode scores of the running mean chroma (Krumhansl-Kessler profiles).
-      The running statistics are exponentially weighted with a 60 s time constant and
-      bias-corrected, so they are the plain mean and std so far in a stream's first minute
-      and follow the music after that instead of freezing over a long set.
+      The running statistics are exponentially weighted with a time constant
+      (``stats_seconds``, 60 s unless given) and bias-corrected, so they are the plain mean
+      and std so far early in a stream and follow the music after that instead of freezing
+      over a long set.
     """
 
-    def __init__(self, *, lstm_hidden: int = 24, static_width: int = 32, mlp_width: int = 48) -> None:
+    def __init__(self, *, lstm_hidden: int = 24, static_width: int = 32, mlp_width: int = 48, stats_seconds: float = RUNNING_STATS_SECONDS) -> None:
         super().__init__()
         self.register_buffer("dct", dct_matrix(N_MELS, N_MFCC))
         self.register_buffer("key_profiles", key_profiles())
@@ -248,7 +249,7 @@ class Hybrid(Head):
         self.static_dense = nn.Linear(2 * (N_MFCC + n_series) + 3, static_width)
         self.mlp = nn.Sequential(nn.Linear(32 + lstm_hidden + static_width, mlp_width), nn.ReLU(), nn.Linear(mlp_width, 2))
         self.lstm_hidden = lstm_hidden
-        self.decay = math.exp(-HOP_SAMPLES / SAMPLE_RATE / STEPS_PER_HOP / RUNNING_STATS_SECONDS)
+        self.decay = math.exp(-HOP_SAMPLES / SAMPLE_RATE / STEPS_PER_HOP / stats_seconds)
 
     def state_shapes(self) -> list[tuple[int, ...]]:
         n_static = N_MFCC + N_FEATURES - N_MELS + 1
@@ -339,6 +340,8 @@ HEADS: dict[str, Callable[[], Head]] = {
     "cnn": MelCnn,
     "hybrid": Hybrid,
     "hybrid_wide": lambda: Hybrid(lstm_hidden=48, static_width=64, mlp_width=96),
+    # For real recordings and medleys: running statistics that follow a change of music within seconds.
+    "hybrid_fast": lambda: Hybrid(lstm_hidden=48, static_width=64, mlp_width=96, stats_seconds=4.0),
 }
 
 

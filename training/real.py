@@ -156,8 +156,8 @@ def train_student(spec: str, entries: Sequence[Entry], teacher: dict[str, np.nda
     return head.eval()
 
 
-@torch.no_grad()
 def large_predictors(head: LargeHead, backbone: torch.nn.Module) -> tuple[Predict, PredictAudio]:
+    @torch.no_grad()
     def on_embeddings(embeddings: np.ndarray) -> np.ndarray:
         va, _ = head.run_cold(torch.from_numpy(embeddings.astype(np.float32))[None])
         return va[0].numpy()
@@ -165,10 +165,10 @@ def large_predictors(head: LargeHead, backbone: torch.nn.Module) -> tuple[Predic
     return (lambda item: on_embeddings(item.inputs)), (lambda audio: on_embeddings(clip_embeddings(backbone, audio)))  # type: ignore[arg-type]
 
 
-@torch.no_grad()
 def student_predictors(head: Head) -> tuple[Predict, PredictAudio]:
     front_end = FrontEnd().eval()
 
+    @torch.no_grad()
     def on_features(features: np.ndarray) -> np.ndarray:
         va, _ = head(torch.from_numpy(features.astype(np.float32))[None], zero_states(head, 1))
         return va[0].numpy()

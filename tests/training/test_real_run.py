@@ -1,0 +1,90 @@
+"""``python -m training real`` end to end on small written sets: CV, training, export and card, for both sizes."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from music import SAMPLE_RATE, chords
+from rtmer.model import StreamingModel
+from test_realmusic import EMOTIFY_HEADER, FOURQ_HEADER, MUSIFEAST_HEADER, emotify_row, fourq_row, musifeast_row, write_set
+from training.__main__ import main
+
+CLIP_SECONDS = 12.0
+# (bpm, level, minor) per quadrant: energetic music is fast and loud, negative music minor.
+QUADRANT_MUSIC = {1: (150, 0.8, False), 2: (150, 0.8, True), 3: (60, 0.1, True), 4: (60, 0.1, False)}
+
+
+def write_clip(path: Path, quadrant: int, seed: int) -> None:
+    bpm, level, minor = QUADRANT_MUSIC[quadrant]
+    sf.write(path, chords(CLIP_SECONDS, bpm=bpm, root_hz=220.0, minor=minor, level=level, seed=seed), SAMPLE_RATE)
+
+
+@pytest.fixture(scope="module")
+def realmusic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("realmusic")
+    ratings = {1: ("4.5", "4.5"), 2: ("1.5", "4.5"), 3: ("1.5", "1.5"), 4: ("4.5", "1.5")}
+    rows = [musifeast_row(f"m{k}", artist=f"Band {k % 4}", valence_mean=ratings[1 + k % 4][0], arousal_mean=ratings[1 + k % 4][1]) for k in range(8)]
+    write_set(root / "musifeast17", MUSIFEAST_HEADER, rows, audio=[])
+    for k in range(8):
+        write_clip(root / "musifeast17" / "audio" / f"m{k}.wav", 1 + k % 4, seed=k)
+    rows = [fourq_row(f"q{k}", quadrant=f"Q{1 + k % 4}", artist=f"Singer {k // 2}") for k in range(16)]
+    write_set(root / "4q", FOURQ_HEADER, rows, audio=[])
+    for k in range(16):
+        write_clip(root / "4q" / "audio" / f"q{k}.wav", 1 + k % 4, seed=100 + k)
+    rows = [emotify_row(f"e{k}", calmness="0.6" if k % 2 else "0.1", power="0.1" if k % 2 else "0.7") for k in range(4)]
+    write_set(root / "emotify", EMOTIFY_HEADER, rows, audio=[])
+    for k in range(4):
+        write_clip(root / "emotify" / "audio" / f"e{k}.wav", 4 if k % 2 else 1, seed=200 + k)
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(realmusic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both sizes trained, cross-validated and exported into ``models/``."""
+    out = tmp_path_factory.mktemp("runs")
+    common = ["--realmusic-root", str(realmusic), "--variants", "0", "--folds", "2", "--epochs", "2", "--threads", "1",
+              "--cache", str(out / "cache"), "--models-dir", str(out / "models")]  # fmt: skip
+    (out / "models").mkdir()
+    assert main(["real", "--size", "large", "--out", str(out / "large"), "--export", "rtmer-large", *common]) == 0
+    assert main(["real", "--size", "default", "--student", "hybrid_fast", "--teacher", str(out / "large"),
+                 "--out", str(out / "default"), "--export", "rtmer-default", *common]) == 0  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("size", ["large", "default"])
+def test_cv_report_has_every_figure_beside_its_baselines(runs: Path, size: str) -> None:
+    pooled = json.loads((runs / size / "cv.json").read_text())["pooled"]
+    assert pooled["4q"]["clips"] == 16 and pooled["musifeast17"]["clips"] == 8
+    for baseline in ("model", "train_mean", "loudness"):
+        assert set(pooled["4q"][baseline]) == {"quadrant_accuracy", "valence_auc", "arousal_auc"}
+        assert set(pooled["musifeast17"][baseline]["arousal"]) == {"rmse", "pearson_r", "ccc", "spread_ratio"}
+    assert pooled["musifeast17"]["train_mean"]["arousal"]["spread_ratio"] == 0.0
+    assert pooled["reaction"]["moves"] > 0
+
+
+def test_folds_never_split_an_artist(runs: Path) -> None:
+    folds = json.loads((runs / "large" / "splits.json").read_text())["folds"]
+    artists = [{int(clip.removeprefix("4q-q")) // 2 for clip in fold if clip.startswith("4q-")} for fold in folds]
+    assert len(folds) == 2 and not artists[0] & artists[1]
+    assert sorted(sum(folds, [])) == sorted(set(sum(folds, [])))
+
+
+@pytest.mark.parametrize("name", ["rtmer-large", "rtmer-default"])
+def test_exported_models_stream_in_the_runtime_and_their_cards_quote_the_cv(runs: Path, name: str) -> None:
+    path = runs / "models" / f"{name}.onnx"
+    model = StreamingModel(path)
+    assert model.info.name == name and model.info.sample_rate == SAMPLE_RATE
+    state = model.initial_state(1)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        va, state = model.step((0.1 * rng.standard_normal((1, model.info.hop_samples))).astype(np.float32), state)
+        assert va.shape == (1, 2) and np.all(np.abs(va) <= 1)
+    metrics = json.loads(model.info.metadata["metrics"])
+    card = path.with_suffix(".md").read_text()
+    assert f"{metrics['4q']['quadrant_accuracy']:.3f}" in card
+    assert f"{metrics['musifeast17']['arousal']['pearson_r']:.3f}" in card
+    assert "research" in card and "MUSIFEAST-17" in card and "StratifiedGroupKFold" in card
+    assert (runs / "models" / f"{name}.cv.json").is_file()
