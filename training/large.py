@@ -1,8 +1,9 @@
-"""rtmer-large: the streaming MusiCNN backbone (frozen, MSD-pretrained) and a small recurrent head.
+"""rtmer-large: the streaming MusiCNN backbone (frozen, MSD-pretrained) and small recurrent heads.
 
-The head reads one 250-wide embedding a hop (the penultimate layer and the 50 tag
+A head reads one 250-wide embedding a hop (the penultimate layer and the 50 tag
 probabilities), standardised, through a dense layer and a GRU, to valence and arousal; an
-auxiliary GEMS output on the GRU is trained on Emotify and not exported.
+auxiliary GEMS output on the GRU is trained on Emotify and not exported. ``LargeEnsemble``
+averages several heads trained from different seeds.
 """
 
 from __future__ import annotations
@@ -44,10 +45,29 @@ class LargeHead(nn.Module):
         return va, gems
 
 
+class LargeEnsemble(nn.Module):
+    """The mean of several heads' outputs; its hidden state is theirs side by side."""
+
+    def __init__(self, heads: list[LargeHead]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+        self.hidden = sum(head.hidden for head in heads)
+
+    def forward(self, embeddings: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        outputs = [head(embeddings, part) for head, part in zip(self.heads, hidden.split([h.hidden for h in self.heads], dim=1))]
+        va = torch.stack([o[0] for o in outputs]).mean(dim=0)
+        gems = torch.stack([o[1] for o in outputs]).mean(dim=0)
+        return va, gems, torch.cat([o[2] for o in outputs], dim=1)
+
+    def run_cold(self, embeddings: Tensor) -> tuple[Tensor, Tensor]:
+        va, gems, _ = self(embeddings, torch.zeros(embeddings.shape[0], self.hidden))
+        return va, gems
+
+
 class LargeStreamingModel(nn.Module):
     """The exported contract: (audio [batch, 8000 n], state [batch, S]) -> (va [batch, 2], state_out)."""
 
-    def __init__(self, backbone: MusicnnBackbone, head: LargeHead) -> None:
+    def __init__(self, backbone: MusicnnBackbone, head: LargeHead | LargeEnsemble) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head

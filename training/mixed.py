@@ -64,6 +64,7 @@ class MixedConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-3
     medley_share: float = 0.3
+    hop_weight: float = LOSS_WEIGHTS["hops"]  # of VGMIDI's time-continuous labels, against the clip-level ones
     seed: int = 0
 
 
@@ -156,22 +157,22 @@ def draw_crops(items: Sequence[Item], config: MixedConfig, rows_per_hop: int, rn
     return [crops[i] for i in order]
 
 
-def mixed_loss(va: Tensor, gems_logits: Tensor | None, targets: Targets) -> Tensor:
+def mixed_loss(va: Tensor, gems_logits: Tensor | None, targets: Targets, weights: dict[str, float] = LOSS_WEIGHTS) -> Tensor:
     """Weighted sum of the per-kind losses, each averaged over the hops where it applies."""
 
     def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
         return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
     squared = (va - targets.va).square().mean(dim=-1)
-    loss = LOSS_WEIGHTS["rating"] * masked_mean(squared, targets.va_mask)
-    loss = loss + LOSS_WEIGHTS["hops"] * masked_mean(squared, targets.hop_mask)
+    loss = weights["rating"] * masked_mean(squared, targets.va_mask)
+    loss = loss + weights["hops"] * masked_mean(squared, targets.hop_mask)
     sign = nn.functional.binary_cross_entropy_with_logits(SIGN_SCALE * va, targets.sign, reduction="none").mean(dim=-1)
-    loss = loss + LOSS_WEIGHTS["sign"] * masked_mean(sign, targets.sign_mask)
+    loss = loss + weights["sign"] * masked_mean(sign, targets.sign_mask)
     teacher = (va - targets.teacher).square().mean(dim=-1)
-    loss = loss + LOSS_WEIGHTS["teacher"] * masked_mean(teacher, targets.teacher_mask)
+    loss = loss + weights["teacher"] * masked_mean(teacher, targets.teacher_mask)
     if gems_logits is not None:
         gems = (torch.sigmoid(gems_logits) - targets.gems).square().mean(dim=-1)
-        loss = loss + LOSS_WEIGHTS["gems"] * masked_mean(gems, targets.gems_mask)
+        loss = loss + weights["gems"] * masked_mean(gems, targets.gems_mask)
     return loss
 
 
@@ -200,7 +201,7 @@ def train_mixed(
         for start in tqdm(range(0, len(crops), config.batch_size), desc=f"{desc} epoch {epoch + 1}", unit="batch", leave=False):
             inputs, targets = make_batch(train, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row)
             va, gems = run(inputs)
-            loss = mixed_loss(va, gems, targets)
+            loss = mixed_loss(va, gems, targets, {**LOSS_WEIGHTS, "hops": config.hop_weight})
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
@@ -230,6 +231,6 @@ def evaluate_loss(
     for start in range(0, len(crops), config.batch_size):
         inputs, targets = make_batch(items, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row)
         va, gems = run(inputs)
-        total += mixed_loss(va, gems, targets).item()
+        total += mixed_loss(va, gems, targets, {**LOSS_WEIGHTS, "hops": config.hop_weight}).item()
         batches += 1
     return total / max(batches, 1)

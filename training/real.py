@@ -29,7 +29,7 @@ from training.datasets import align, load_audio, load_vgmidi
 from training.evaluate import metrics
 from training.features import cached_features
 from training.frontend import FRAMES_PER_HOP, HOP_SAMPLES, N_MELS, SAMPLE_RATE, FrontEnd, clip_features
-from training.large import LargeHead, LargeStreamingModel
+from training.large import LargeEnsemble, LargeHead
 from training.mixed import Item, MixedConfig, train_mixed
 from training.models import Fusion, Head, zero_states
 from training.realeval import (
@@ -119,13 +119,19 @@ def embedding_items(entries: Sequence[Entry]) -> list[Item]:
     return [replace(e.item, inputs=e.embeddings) for e in entries]
 
 
-def train_large(entries: Sequence[Entry], train: np.ndarray, val: np.ndarray, config: MixedConfig, desc: str) -> LargeHead:
+def train_large(entries: Sequence[Entry], train: np.ndarray, val: np.ndarray, config: MixedConfig, desc: str, n_heads: int) -> LargeEnsemble:
+    """``n_heads`` heads, each from its own seed, averaged."""
     items = embedding_items(entries)
-    head = LargeHead()
-    head.fit_normalizer(np.concatenate([items[i].inputs for i in train]).astype(np.float32))
+    train_embeddings = np.concatenate([items[i].inputs for i in train]).astype(np.float32)
     pad = np.zeros((1, items[0].inputs.shape[1]), np.float32)
-    train_mixed(head, head.run_cold, [items[i] for i in train], [items[i] for i in val], config, rows_per_hop=1, pad_row=pad, desc=desc)
-    return head.eval()
+    heads = []
+    for k in range(n_heads):
+        head = LargeHead()
+        head.fit_normalizer(train_embeddings)
+        train_mixed(head, head.run_cold, [items[i] for i in train], [items[i] for i in val], replace(config, seed=config.seed + 1000 * k),
+                    rows_per_hop=1, pad_row=pad, desc=f"{desc} head {k + 1}/{n_heads}")  # fmt: skip
+        heads.append(head.eval())
+    return LargeEnsemble(heads).eval()
 
 
 def student_items(entries: Sequence[Entry], teacher: dict[str, np.ndarray]) -> list[Item]:
@@ -156,7 +162,7 @@ def train_student(spec: str, entries: Sequence[Entry], teacher: dict[str, np.nda
     return head.eval()
 
 
-def large_predictors(head: LargeHead, backbone: torch.nn.Module) -> tuple[Predict, PredictAudio]:
+def large_predictors(head: LargeEnsemble, backbone: torch.nn.Module) -> tuple[Predict, PredictAudio]:
     @torch.no_grad()
     def on_embeddings(embeddings: np.ndarray) -> np.ndarray:
         va, _ = head.run_cold(torch.from_numpy(embeddings.astype(np.float32))[None])
@@ -262,6 +268,7 @@ def pooled_report(pool: Pool) -> dict:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", choices=("large", "default"), required=True)
     parser.add_argument("--student", default="fusion:crnn+hybrid", help="architecture of the default model (see --model of train)")
+    parser.add_argument("--heads", type=int, default=1, help="large: heads averaged, each from its own seed")
     parser.add_argument("--teacher", type=Path, help="the large model's run folder (for --size default)")
     parser.add_argument("--realmusic-root", type=Path, default=SHARED / "realmusic")
     parser.add_argument("--vgmidi-root", type=Path, default=SHARED / "vgmidi")
@@ -273,6 +280,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop-hops", type=int, default=MixedConfig.crop_hops)
     parser.add_argument("--lr", type=float, default=MixedConfig.learning_rate)
     parser.add_argument("--medley-share", type=float, default=MixedConfig.medley_share)
+    parser.add_argument("--hop-weight", type=float, default=MixedConfig.hop_weight, help="weight of VGMIDI's time-continuous loss")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=REPO / "build")
@@ -291,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size == "default" and args.teacher is None:
         print("error: --size default needs --teacher RUN (the large model's run folder)", file=sys.stderr)
         return 2
-    config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, medley_share=args.medley_share, seed=args.seed)
+    config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, medley_share=args.medley_share, hop_weight=args.hop_weight, seed=args.seed)
     entries = load_corpus(args, with_embeddings=args.size == "large")
     args.out.mkdir(parents=True, exist_ok=True)
     folds = fold_indices([e.item.group for e in entries], [e.item.stratum for e in entries], args.folds, args.seed)
@@ -306,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
         train, val = split_validation(rest, entries, args.seed + k)
         desc = f"fold {k + 1}/{args.folds}"
         if args.size == "large":
-            head = train_large(entries, train, val, config, desc)
+            head = train_large(entries, train, val, config, desc, args.heads)
             predict, predict_audio = large_predictors(head, backbone)  # type: ignore[arg-type]
             items = embedding_items(entries)
             np.savez_compressed(args.out / f"teacher_fold{k}.npz", **{item.item_id: predict(item) for item in items})
@@ -322,8 +330,8 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(report["pooled"], indent=1))
     train, val = split_validation(everything, entries, args.seed)
     if args.size == "large":
-        head = train_large(entries, train, val, config, "final")
-        torch.save({"state_dict": head.state_dict()}, args.out / "final.pt")
+        head = train_large(entries, train, val, config, "final", args.heads)
+        torch.save({"heads": args.heads, "state_dict": head.state_dict()}, args.out / "final.pt")
         predict, _ = large_predictors(head, backbone)  # type: ignore[arg-type]
         np.savez_compressed(args.out / "teacher_final.npz", **{item.item_id: predict(item) for item in embedding_items(entries)})
     else:

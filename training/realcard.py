@@ -14,7 +14,7 @@ import torch
 
 from training.export import export_streaming
 from training.frontend import HOP_SAMPLES
-from training.large import LargeHead, LargeStreamingModel
+from training.large import LargeEnsemble, LargeHead, LargeStreamingModel
 from training.models import StreamingModel, parameter_count
 from training.teacher import load_backbone
 
@@ -67,11 +67,11 @@ def export_real(run_dir: Path, name: str, models_dir: Path) -> Path:
     report = json.loads((run_dir / "cv.json").read_text())
     saved = torch.load(run_dir / "final.pt", weights_only=True)
     if args["size"] == "large":
-        head = LargeHead()
-        head.load_state_dict(saved["state_dict"])
-        model: torch.nn.Module = LargeStreamingModel(load_backbone(Path(args["teacher_weights"])), head.eval()).eval()
-        architecture = "musicnn-msd (streaming, frozen) + dense/GRU head"
-        trainable = parameter_count(head) - head.gems.weight.numel() - head.gems.bias.numel()
+        ensemble = LargeEnsemble([LargeHead() for _ in range(saved["heads"])])
+        ensemble.load_state_dict(saved["state_dict"])
+        model: torch.nn.Module = LargeStreamingModel(load_backbone(Path(args["teacher_weights"])), ensemble.eval()).eval()
+        architecture = f"musicnn-msd (streaming, frozen) + {saved['heads']} dense/GRU heads averaged"
+        trainable = sum(parameter_count(h) - h.gems.weight.numel() - h.gems.bias.numel() for h in ensemble.heads)  # type: ignore[union-attr]
         params = trainable + sum(p.numel() for p in model.backbone.parameters())  # type: ignore[union-attr]
     else:
         from training.__main__ import build_spec
@@ -121,9 +121,11 @@ def summary(pooled: dict) -> dict:
 
 def _train_command(args: dict) -> str:
     words = ["python -m training real", f"--size {args['size']}"]
+    if args["size"] == "large":
+        words.append(f"--heads {args['heads']}")
     if args["size"] == "default":
         words += [f"--student {args['student']}", f"--teacher {_shown(args['teacher'])}"]
-    for option in ("variants", "folds", "epochs", "patience", "crop_hops", "lr", "medley_share", "seed", "threads"):
+    for option in ("variants", "folds", "epochs", "patience", "crop_hops", "lr", "medley_share", "hop_weight", "seed", "threads"):
         words.append(f"--{option.replace('_', '-')} {args[option]}")
     words.append(f"--out {_shown(args['out'])}")
     return " ".join(words)
@@ -143,7 +145,7 @@ def _card(name: str, args: dict, report: dict, params: int, size: int, state_siz
         commands.append(_train_command(teacher_run))
     commands += [_train_command(args), f"python -m training.realcard --run {_shown(args['out'])} --name {name}"]
     description = (
-        "The streaming MusiCNN backbone (musicnn's MSD_musicnn weights, frozen; 96-band log-mel, 3 s pooled at the end of each hop, 0.64 s of look-back alignment, nothing after the current hop) and a head trained here: standardisation, dense 128, GRU 64, valence and arousal."
+        "The streaming MusiCNN backbone (musicnn's MSD_musicnn weights, frozen; 96-band log-mel, 3 s pooled at the end of each hop, 0.64 s of look-back alignment, nothing after the current hop) and heads trained here, each from its own seed and averaged: standardisation, dense 128, GRU 64, valence and arousal."
         if size_name == "large"
         else f"Architecture `{args['student']}` (training/models.py) on rtmer's own in-graph front end, trained on the labels and distilled from rtmer-large's per-hop estimates (each CV fold from that fold's large head)."
     )

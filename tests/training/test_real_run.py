@@ -48,7 +48,7 @@ def runs(realmusic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     common = ["--realmusic-root", str(realmusic), "--variants", "0", "--folds", "2", "--epochs", "2", "--threads", "1",
               "--cache", str(out / "cache"), "--models-dir", str(out / "models")]  # fmt: skip
     (out / "models").mkdir()
-    assert main(["real", "--size", "large", "--out", str(out / "large"), "--export", "rtmer-large", *common]) == 0
+    assert main(["real", "--size", "large", "--heads", "2", "--out", str(out / "large"), "--export", "rtmer-large", *common]) == 0
     assert main(["real", "--size", "default", "--student", "hybrid_fast", "--teacher", str(out / "large"),
                  "--out", str(out / "default"), "--export", "rtmer-default", *common]) == 0  # fmt: skip
     return out
