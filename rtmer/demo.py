@@ -37,13 +37,14 @@ class Section:
     harmonics: int  # 1 = sine, more = brighter
     drums: bool
     vibrato: float = 0.0  # [semitones]
+    drive: float = 0.0  # tanh saturation before the level is set; 0 = clean
 
 
 SECTIONS = (
     Section("calm", 66, 0.18, ((60, 64, 67, 72), (65, 69, 72, 77), (55, 62, 67, 71), (60, 64, 67, 72)), 1, False),
     Section("excited", 140, 0.75, ((72, 76, 79, 84), (77, 81, 84, 89), (79, 83, 86, 91), (72, 76, 79, 84)), 8, True),
-    Section("sad", 56, 0.15, ((45, 48, 52, 57), (41, 45, 48, 53), (43, 46, 50, 55), (40, 44, 47, 52)), 2, False, 0.15),
-    Section("tense", 150, 0.7, ((48, 51, 54, 57, 58), (49, 52, 55, 58, 59), (47, 50, 53, 56, 57), (48, 54, 60, 61)), 6, True),
+    Section("sad", 48, 0.12, ((45, 48, 52, 57), (41, 44, 48, 53), (38, 41, 45, 50), (40, 43, 47, 52)), 3, False, 0.4),
+    Section("tense", 150, 0.7, ((36, 42, 48, 49, 54), (37, 43, 49, 50, 55), (35, 41, 47, 48, 53), (36, 42, 48, 54, 55)), 6, True, drive=12.0),
 )
 
 
@@ -120,6 +121,8 @@ class SynthMusic:
             out[start:end] += seg[: end - start]
         if sec.drums:
             self._drums(out, beat, rng)
+        if sec.drive:
+            out = np.tanh(sec.drive * out / (np.max(np.abs(out)) or 1.0))
         peak = np.max(np.abs(out)) or 1.0
         out *= sec.level / peak
         fade = int(0.05 * sr)

@@ -122,11 +122,12 @@ def summary(pooled: dict) -> dict:
 def _train_command(args: dict) -> str:
     words = ["python -m training real", f"--size {args['size']}"]
     if args["size"] == "large":
-        words.append(f"--heads {args['heads']}")
+        words.append(f"--heads {args.get('heads', 1)}")
     if args["size"] == "default":
         words += [f"--student {args['student']}", f"--teacher {_shown(args['teacher'])}"]
     for option in ("variants", "folds", "epochs", "patience", "crop_hops", "lr", "medley_share", "hop_weight", "seed", "threads"):
-        words.append(f"--{option.replace('_', '-')} {args[option]}")
+        if option in args:  # runs made before an option existed used its default
+            words.append(f"--{option.replace('_', '-')} {args[option]}")
     words.append(f"--out {_shown(args['out'])}")
     return " ".join(words)
 
