@@ -54,14 +54,13 @@ def section_means(model: StreamingModel) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("section", [s.name for s in SECTIONS])
 def test_each_demo_section_reads_as_the_mood_it_claims(section_means: dict[str, np.ndarray], section: str) -> None:
     assert quadrant(*section_means[section]) == section, section_means  # the section names are the mood names
-    if section == "calm":
+    if section == "calm":  # bright major music more pleasant than dark minor or dissonant music
         assert section_means["calm"][0] > section_means["tense"][0] + 0.1, section_means
+    if section == "excited":
+        assert section_means["excited"][0] > section_means["sad"][0] + 0.1, section_means
 
 
 def test_energetic_music_has_higher_arousal_than_calm_music(section_means: dict[str, np.ndarray]) -> None:
     for loud, quiet in (("excited", "calm"), ("excited", "sad"), ("tense", "calm"), ("tense", "sad")):
         assert section_means[loud][1] > section_means[quiet][1] + 0.1, section_means
 
-
-def test_bright_major_music_has_higher_valence_than_dark_minor_music(section_means: dict[str, np.ndarray]) -> None:
-    assert section_means["excited"][0] > section_means["sad"][0] + 0.1, section_means
