@@ -69,5 +69,5 @@ def test_heads_are_small() -> None:
 
 
 def test_unknown_model_name_is_named_in_the_error() -> None:
-    with pytest.raises(ConfigError, match=r"model='resnet' is unknown; expected one of \['cnn', 'crnn', 'crnn_nb', 'hybrid'\]"):
+    with pytest.raises(ConfigError, match=r"model='resnet' is unknown; expected one of \['cnn', 'crnn', 'crnn_nb', 'hybrid', 'hybrid_fast', 'hybrid_wide'\]"):
         build_head("resnet")
