@@ -8,8 +8,9 @@ section     tempo    level   harmony                register   percussion
 ==========  =======  ======  =====================  =========  ===========
 calm        66 bpm   soft    major, sine pads       middle     none
 excited     140 bpm  loud    major, bright saw      high       kick/snare/hats
-sad         56 bpm   soft    minor, sine, vibrato   low        none
-tense       150 bpm  loud    diminished, clusters   mixed      kick/hats
+sad         48 bpm   soft    minor, dark, vibrato   low        none
+tense       150 bpm  loud    tritone clusters,      low        kick/hats
+                             distorted
 ==========  =======  ======  =====================  =========  ===========
 
 Everything is deterministic (``seed``). Sections are rendered once, up front.

@@ -21,15 +21,15 @@ IR_VERSION = 9  # what released onnxruntime builds load
 def export_onnx(head: Head, path: Path, *, metadata: dict[str, str]) -> StreamingModel:
     """Write ``path`` and return the torch model it was traced from (in eval mode)."""
     model = StreamingModel(head).eval()
-    export_streaming(model, path, metadata=metadata, float16=["front_end.dft", "front_end.projection"])
+    export_streaming(model, path, metadata=metadata)
     return model
 
 
-def export_streaming(model: torch.nn.Module, path: Path, *, metadata: dict[str, str], float16: list[str]) -> None:
+def export_streaming(model: torch.nn.Module, path: Path, *, metadata: dict[str, str]) -> None:
     """Write any module with ``state_size`` and ``forward(audio, state) -> (va, state_out)`` as a contract model.
 
-    The initializers named in ``float16`` are stored at half precision (they must hold
-    float16 values already).
+    Initializers whose values are all exact at float16 (``round_to_float16``, the front
+    end's DFT) are stored at half precision.
     """
     model.eval()
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -57,7 +57,7 @@ def export_streaming(model: torch.nn.Module, path: Path, *, metadata: dict[str, 
         "outputs": "valence,arousal",
         "output_range": "-1,1",
     }
-    _store_as_float16(proto, float16)
+    _store_as_float16(proto)
     for node in proto.graph.node:  # the exporter's debug notes (stack traces): a third of the file
         del node.metadata_props[:]
     del proto.graph.value_info[:]
@@ -70,33 +70,50 @@ def export_streaming(model: torch.nn.Module, path: Path, *, metadata: dict[str, 
     onnx.checker.check_model(str(path))
 
 
-def _store_as_float16(proto: onnx.ModelProto, names: list[str]) -> None:
-    """Store the named float32 initializers as float16, cast back to float32 when the session loads.
+def _store_as_float16(proto: onnx.ModelProto, min_values: int = 4096) -> None:
+    """Store each large float32 initializer that holds only float16 values as float16, cast back when the session loads.
 
-    The front end keeps these constants at float16 precision, so no value changes.
+    No value changes: an initializer with any value that float16 cannot hold stays float32.
     """
     for initializer in proto.graph.initializer:
-        name = initializer.name
-        if name not in names:
+        if initializer.data_type != onnx.TensorProto.FLOAT or np.prod(initializer.dims) < min_values:
             continue
         values = onnx.numpy_helper.to_array(initializer)
         if not np.array_equal(values.astype(np.float16).astype(np.float32), values):
-            raise ValueError(f"initializer {name} is not at float16 precision")
+            continue
+        name = initializer.name
         initializer.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float16), name + "_float16"))
         proto.graph.node.insert(0, onnx.helper.make_node("Cast", [name + "_float16"], [name], to=onnx.TensorProto.FLOAT))
 
 
 def export_parity(model: torch.nn.Module, path: Path, *, batch: int = 4, hops: int = 3, seed: int = 0) -> float:
     """Largest |onnxruntime - torch| over va and state, on fresh random audio, state carried."""
+    return max(parity_by_output(model, path, batch=batch, hops=hops, seed=seed, relative_state=False))
+
+
+def parity_by_output(model: torch.nn.Module, path: Path, *, batch: int = 4, hops: int = 3, seed: int = 0, relative_state: bool = True) -> tuple[float, float]:
+    """Largest |onnxruntime - torch| of va, and of the state (relative to its largest value unless told), state carried."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
     state_torch = torch.zeros(batch, model.state_size)
     state_onnx = np.zeros((batch, model.state_size), np.float32)
-    worst = 0.0
+    worst_va = worst_state = 0.0
     for _ in range(hops):
         audio = (rng.standard_normal((batch, HOP_SAMPLES)) * rng.uniform(0.01, 0.5, (batch, 1))).astype(np.float32)
         with torch.no_grad():
             va_torch, state_torch = model(torch.from_numpy(audio), state_torch)
         va_onnx, state_onnx = session.run(["va", "state_out"], {"audio": audio, "state": state_onnx})
-        worst = max(worst, float(np.abs(va_onnx - va_torch.numpy()).max()), float(np.abs(state_onnx - state_torch.numpy()).max()))
-    return worst
+        worst_va = max(worst_va, float(np.abs(va_onnx - va_torch.numpy()).max()))
+        scale = (float(np.abs(state_torch.numpy()).max()) or 1.0) if relative_state else 1.0
+        worst_state = max(worst_state, float(np.abs(state_onnx - state_torch.numpy()).max()) / scale)
+    return worst_va, worst_state
+
+
+def round_to_float16(model: torch.nn.Module, *, min_values: int = 4096) -> None:
+    """Round every float tensor of ``model`` with at least ``min_values`` values to float16 precision, in place.
+
+    ``export_streaming`` then stores them at half the size.
+    """
+    for tensor in model.state_dict().values():
+        if tensor.is_floating_point() and tensor.numel() >= min_values:
+            tensor.copy_(tensor.half().float())

@@ -67,6 +67,9 @@ class MixedConfig:
     hop_weight: float = LOSS_WEIGHTS["hops"]  # of VGMIDI's time-continuous labels, against the clip-level ones
     seed: int = 0
 
+    def loss_weights(self) -> dict[str, float]:
+        return {**LOSS_WEIGHTS, "hops": self.hop_weight}
+
 
 @dataclass
 class Targets:
@@ -201,7 +204,7 @@ def train_mixed(
         for start in tqdm(range(0, len(crops), config.batch_size), desc=f"{desc} epoch {epoch + 1}", unit="batch", leave=False):
             inputs, targets = make_batch(train, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row)
             va, gems = run(inputs)
-            loss = mixed_loss(va, gems, targets, {**LOSS_WEIGHTS, "hops": config.hop_weight})
+            loss = mixed_loss(va, gems, targets, config.loss_weights())
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
@@ -231,6 +234,6 @@ def evaluate_loss(
     for start in range(0, len(crops), config.batch_size):
         inputs, targets = make_batch(items, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row)
         va, gems = run(inputs)
-        total += mixed_loss(va, gems, targets, {**LOSS_WEIGHTS, "hops": config.hop_weight}).item()
+        total += mixed_loss(va, gems, targets, config.loss_weights()).item()
         batches += 1
     return total / max(batches, 1)
