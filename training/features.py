@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -42,19 +42,44 @@ def cache_path(cache_dir: Path, audio_path: Path, version: str) -> Path:
     return cache_dir / f"{key}.npy"
 
 
+def file_digest(path: Path) -> str:
+    """SHA-1 of a file's bytes.
+
+    Raises:
+        AudioInputError: the file cannot be read.
+    """
+    try:
+        with path.open("rb") as f:
+            return hashlib.file_digest(f, "sha1").hexdigest()
+    except OSError as error:
+        raise AudioInputError(str(path), f"cannot be read ({error.strerror or error})") from error
+
+
+def cached_array(audio_path: Path, cache_dir: Path, version: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``compute()`` for one audio file, cached in ``cache_dir`` until the file's content changes.
+
+    The cache is checked against the audio's SHA-1 (kept beside it), not its mtime: a data
+    set that is copied or mounted again gets new mtimes but the same bytes.
+    """
+    path = cache_path(cache_dir, audio_path, version)
+    digest_path = path.with_suffix(".sha1")
+    digest = file_digest(audio_path)
+    if path.exists() and digest_path.exists() and digest_path.read_text() == digest:
+        return np.load(path)
+    values = compute()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(path, values)
+    digest_path.write_text(digest)
+    return values
+
+
 def cached_features(audio_path: Path, cache_dir: Path, front_end: FrontEnd) -> np.ndarray:
     """Front-end features of one file from the stream's start, float16 [n_hops * 8, 81] (cached).
 
     Raises:
         AudioInputError: the file cannot be read.
     """
-    path = cache_path(cache_dir, audio_path, FEATURES_VERSION)
-    if path.exists() and path.stat().st_mtime >= audio_path.stat().st_mtime:
-        return np.load(path)
-    features = clip_features(front_end, load_audio(audio_path, SAMPLE_RATE)).astype(np.float16)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    np.save(path, features)
-    return features
+    return cached_array(audio_path, cache_dir, FEATURES_VERSION, lambda: clip_features(front_end, load_audio(audio_path, SAMPLE_RATE)).astype(np.float16))
 
 
 def load_clips(recordings: Sequence[Recording], cache_dir: Path) -> tuple[list[Clip], list[tuple[Path, str]]]:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from rtmer.errors import AudioInputError
 from training.datasets import load_audio
-from training.features import cache_path
+from training.features import cached_array
 from training.frontend import HOP_SAMPLES, SAMPLE_RATE
 from training.musicnn import EMBEDDING_WIDTH, MusicnnBackbone, load_weights, zero_states
 
@@ -51,13 +51,7 @@ def cached_embeddings(audio_path: Path, cache_dir: Path, backbone: MusicnnBackbo
     Raises:
         AudioInputError: the file cannot be read.
     """
-    path = cache_path(cache_dir, audio_path, EMBEDDINGS_VERSION)
-    if path.exists() and path.stat().st_mtime >= audio_path.stat().st_mtime:
-        return np.load(path)
-    embeddings = clip_embeddings(backbone, load_audio(audio_path, SAMPLE_RATE)).astype(np.float16)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    np.save(path, embeddings)
-    return embeddings
+    return cached_array(audio_path, cache_dir, EMBEDDINGS_VERSION, lambda: clip_embeddings(backbone, load_audio(audio_path, SAMPLE_RATE)).astype(np.float16))
 
 
 def embed_all(paths: Sequence[Path], cache_dir: Path, backbone: MusicnnBackbone) -> dict[Path, np.ndarray | str]:
