@@ -523,6 +523,21 @@ def _run_fluidsynth(
     return np.asarray(audio.mean(axis=1))
 
 
+def render_midi(midi: mido.MidiFile, *, reverb: bool, chorus: bool, soundfont: Path = DEFAULT_SOUNDFONT, source: str) -> np.ndarray:
+    """``midi`` rendered by FluidSynth: mono float64 at ``RENDER_SAMPLE_RATE`` [Hz], with its release tail.
+
+    Errors (``DatasetError``) name ``source``.
+    """
+    try:
+        midi_seconds = float(midi.length)
+    except ValueError as error:  # type 2 (asynchronous) files have no single length
+        raise DatasetError(f"MIDI file {source}: {error}") from error
+    with tempfile.TemporaryDirectory(prefix="rtmer-render-") as scratch:
+        midi_path = Path(scratch) / "arranged.mid"
+        midi.save(str(midi_path))
+        return _run_fluidsynth(midi_path, Path(scratch) / "render.wav", soundfont, reverb, chorus, midi_seconds, source=source)
+
+
 def render_piece(midi_path: Path, output_path: Path, recipe: RenderRecipe, soundfont: Path = DEFAULT_SOUNDFONT) -> Path:
     """Render one variant of one MIDI file to 16 kHz mono FLAC at ``output_path``.
 
@@ -535,19 +550,13 @@ def render_piece(midi_path: Path, output_path: Path, recipe: RenderRecipe, sound
         raise DatasetError(f"MIDI file {str(midi_path)!r} cannot be read ({error})") from error
     arrangement = recipe.arrangement
     arranged = as_acoustic_grand(midi) if arrangement is None else arrange(midi, arrangement)
-    with tempfile.TemporaryDirectory(prefix="rtmer-render-") as scratch:
-        arranged_path = Path(scratch) / "arranged.mid"
-        arranged.save(str(arranged_path))
-        reverb = True if arrangement is None else arrangement.fluidsynth_reverb
-        chorus = True if arrangement is None else arrangement.fluidsynth_chorus
-        try:
-            midi_seconds = float(arranged.length)
-        except ValueError as error:  # type 2 (asynchronous) files have no single length
-            raise DatasetError(f"MIDI file {str(midi_path)!r}: {error}") from error
-        audio = _run_fluidsynth(
-            arranged_path, Path(scratch) / "render.wav", soundfont, reverb, chorus, midi_seconds,
-            source=f"{midi_path} (variant {output_path.stem})",
-        )
+    audio = render_midi(
+        arranged,
+        reverb=True if arrangement is None else arrangement.fluidsynth_reverb,
+        chorus=True if arrangement is None else arrangement.fluidsynth_chorus,
+        soundfont=soundfont,
+        source=f"{midi_path} (variant {output_path.stem})",
+    )
     if recipe.audio is None:
         audio = _peak_normalised(audio).astype(np.float32)
     else:

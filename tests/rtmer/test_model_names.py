@@ -110,6 +110,7 @@ def test_an_installed_wheel_finds_its_models(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "rtmer/models/rtmer-default.onnx" in names and "rtmer/models/rtmer-default.md" in names
     assert not [n for n in names if n.startswith("rtmer/models/") and n.endswith((".json", ".png"))]
+    assert not [n for n in names if not n.startswith(("rtmer/", "rtmer-"))], "only rtmer itself installs"
 
     run(sys.executable, "-m", "venv", "--without-pip", venv)
     python = venv / "bin" / "python"
