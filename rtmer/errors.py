@@ -6,7 +6,8 @@
     ├── DeviceNotFoundError  no input device matches; lists the available ones
     ├── PortInUseError       a server port cannot be bound
     ├── ConfigError          a bad option value or config file
-    └── DatasetError         a training dataset that is missing or malformed
+    ├── DatasetError         a training dataset that is missing or malformed
+    └── ServerConnectionError  an rtmer WebSocket server that cannot be reached or was lost
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ class AudioInputError(RtmerError):
 
 
 class DeviceNotFoundError(RtmerError):
-    def __init__(self, query: str, available: list[str]) -> None:
+    def __init__(self, query: str, available: list[str], *, hint: str = "") -> None:
         self.query = query
         self.available = available
+        self.hint = hint
         listing = "\n".join(f"  {name}" for name in available) or "  (none)"
-        super().__init__(f"no input device matches {query!r}; available input devices:\n{listing}")
+        more = f"\n({hint})" if hint else ""
+        super().__init__(f"no input device matches {query!r}; available input devices:\n{listing}{more}")
 
 
 class PortInUseError(RtmerError):
@@ -51,3 +54,12 @@ class ConfigError(RtmerError):
 
 class DatasetError(RtmerError):
     """A training dataset that is missing or malformed; the message names the file or value."""
+
+
+class ServerConnectionError(RtmerError):
+    """``rtmer.client``: the server cannot be reached, is not an rtmer server, or went away."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"rtmer server {url!r}: {reason}")
