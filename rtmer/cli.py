@@ -4,10 +4,11 @@ Exit codes
 ----------
 0    ok
 1    some inputs failed (an unreadable file, a stream that broke); the rest were processed
-2    usage or configuration error (bad flag, bad config file, bad value)
+2    usage or configuration error (bad flag, bad config file, bad value, an output that cannot
+     be written: checked before anything is analysed)
 3    model error (missing, corrupt, or breaks the contract)
 4    device or port error (no such input device, cannot open it, WebSocket port in use)
-130  interrupted (Ctrl-C) after a clean shutdown
+130  interrupted (Ctrl-C) after a clean shutdown; ``analyze`` keeps the files it finished
 
 Options come from flags and from a TOML file (``--config rtmer.toml``); a flag given
 on the command line wins over the file, which wins over the built-in default. See
@@ -26,7 +27,6 @@ import threading
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -74,6 +74,7 @@ CONFIG_KEYS: dict[str, tuple[str, type]] = {
     "osc.targets": ("osc", list),
     "osc.prefix": ("osc_prefix", str),
     "osc.unit_range": ("osc_unit_range", bool),
+    "osc.stream_ids": ("osc_stream_ids", str),
     "websocket.enabled": ("ws", bool),
     "websocket.host": ("ws_host", str),
     "websocket.port": ("ws_port", int),
@@ -103,6 +104,7 @@ DEFAULTS: dict[str, Any] = {
     "osc": [],
     "osc_prefix": "/rtmer",
     "osc_unit_range": False,
+    "osc_stream_ids": "auto",
     "ws": False,
     "ws_host": "127.0.0.1",
     "ws_port": 8765,
@@ -127,26 +129,41 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
         help=f"NAME of a shipped model ({', '.join(shipped_models())}) or PATH of an .onnx model file "
         f"(default: the shipped {DEFAULT_MODEL!r})",
     )
-    g.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default 1)")
-    g.add_argument("--smoothing", choices=SMOOTHING_KINDS, help="smoother (default one-euro)")
-    g.add_argument("--min-cutoff", type=float, metavar="HZ", help="One-Euro cutoff at rest [Hz] (0.25)")
-    g.add_argument("--beta", type=float, help="One-Euro speed coefficient (0.6)")
-    g.add_argument("--d-cutoff", type=float, metavar="HZ", help="One-Euro speed cutoff [Hz] (1.0)")
-    g.add_argument("--time-constant", type=float, metavar="S", help="EMA time constant [s] (1.5)")
-    g.add_argument("--neutral-radius", type=float, metavar="R", help="mood 'neutral' radius (0.15)")
-    g.add_argument("--hysteresis", type=float, metavar="H", help="mood hysteresis (0.05)")
-    g.add_argument("--silence-db", type=float, metavar="DB", help="silence threshold [dBFS] (-80)")
+    d = DEFAULTS
+    g.add_argument("--threads", type=int, metavar="N", help=f"onnxruntime intra-op threads (default: {d['threads']})")
+    g.add_argument("--smoothing", choices=SMOOTHING_KINDS, help=f"smoother (default: {d['smoothing']})")
+    g.add_argument("--min-cutoff", type=float, metavar="HZ",
+                   help=f"One-Euro cutoff at rest [Hz] (default: {d['min_cutoff']})")
+    g.add_argument("--beta", type=float, help=f"One-Euro speed coefficient (default: {d['beta']})")
+    g.add_argument("--d-cutoff", type=float, metavar="HZ", help=f"One-Euro speed cutoff [Hz] (default: {d['d_cutoff']})")
+    g.add_argument("--time-constant", type=float, metavar="S",
+                   help=f"EMA time constant [s] (default: {d['time_constant']})")
+    g.add_argument("--neutral-radius", type=float, metavar="R",
+                   help=f"mood 'neutral' radius (default: {d['neutral_radius']})")
+    g.add_argument("--hysteresis", type=float, metavar="H", help=f"mood hysteresis (default: {d['hysteresis']})")
+    g.add_argument("--silence-db", type=float, metavar="DB",
+                   help=f"hops quieter than this are silence [dBFS] (default: {d['silence_db']:g})")
 
 
 def _add_output_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     g = p.add_argument_group("outputs")
-    g.add_argument("--osc", action="append", metavar="HOST:PORT", help="send OSC to this target (repeatable)")
-    g.add_argument("--osc-prefix", metavar="PREFIX", help="OSC address prefix (default /rtmer)")
-    g.add_argument("--osc-unit-range", action="store_true", default=None, help="send values in [0, 1]")
+    d = DEFAULTS
+    g.add_argument("--osc", action="append", metavar="HOST:PORT",
+                   help="send OSC to this target (repeatable)" + (" (default: 127.0.0.1:9000)" if demo else ""))
+    g.add_argument("--osc-prefix", metavar="PREFIX", help=f"OSC address prefix (default: {d['osc_prefix']})")
+    g.add_argument("--osc-unit-range", action="store_true", default=None,
+                   help="send values in [0, 1] (default: [-1, 1])")
+    g.add_argument(
+        "--osc-stream-ids", dest="osc_stream_ids", choices=("auto", "always"),
+        help="put the stream id in the OSC address (/rtmer/deck1/valence): 'always', or 'auto': only with "
+        f"more than one stream, so one stream sends /rtmer/valence (default: {d['osc_stream_ids']})",
+    )
     if not demo:
-        g.add_argument("--ws", action=argparse.BooleanOptionalAction, default=None, help="serve WebSocket")
-    g.add_argument("--ws-host", metavar="HOST", help="WebSocket bind address (default 127.0.0.1)")
-    g.add_argument("--ws-port", type=int, metavar="PORT", help="WebSocket port (default 8765)")
+        g.add_argument("--ws", action=argparse.BooleanOptionalAction, default=None,
+                       help="serve WebSocket (default: off)")
+    g.add_argument("--ws-host", metavar="HOST", help=f"WebSocket bind address (default: {d['ws_host']})")
+    g.add_argument("--ws-port", type=int, metavar="PORT", help=f"WebSocket port, 0 picks a free one "
+                   f"(default: {d['ws_port']})")
     if not demo:
         g.add_argument("--ndjson", dest="stdout_format", action="store_const", const="ndjson", help="NDJSON on stdout")
         g.add_argument("--csv", dest="stdout_format", action="store_const", const="csv", help="CSV on stdout")
@@ -154,12 +171,86 @@ def _add_output_options(p: argparse.ArgumentParser, *, demo: bool = False) -> No
         "--display", action=argparse.BooleanOptionalAction, default=None,
         help="live one-line display per stream (default: when stdout is a terminal)",
     )
-    g.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+    g.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds (default: run until the "
+                   "inputs end or Ctrl-C)")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples in the epilogs as written."""
+
+
+_EPILOGS: dict[str, str] = {
+    "rtmer": """\
+examples:
+  rtmer demo --seconds 30                     synthesised music: OSC to 127.0.0.1:9000, WebSocket :8765
+  rtmer run --osc 127.0.0.1:9000 --ws         the default input device to OSC and WebSocket
+  rtmer analyze a.wav b.m4a --output-dir out  one CSV per file, as fast as possible
+  rtmer devices                               the input devices
+  rtmer COMMAND --help                        the options of a command, with examples
+
+-q and -v work before or after the command. Every option can also come from a TOML file
+(--config FILE); flags win over it, and it over the defaults.
+
+exit codes: 0 ok; 1 some inputs failed, the rest were processed; 2 usage or config error
+(also an output that cannot be written); 3 model error; 4 device or port error;
+130 interrupted.""",
+    "run": """\
+examples:
+  rtmer run --osc 127.0.0.1:9000 --ws                  the default input device, to OSC and WebSocket
+  rtmer run --stream song.flac --ndjson --no-display   a file, paced in real time, NDJSON on stdout
+  rtmer run --stream deck1=device:NAME:1-2 --stream deck2=device:NAME:3-4 --osc 127.0.0.1:9000
+  rtmer run --stream deck1=device:NAME --osc 127.0.0.1:9000 --osc-stream-ids always
+  ffmpeg -i song.mp3 -f s16le -ac 2 -ar 44100 - | rtmer run --stream stdin --format s16le --rate 44100 --channels 2 --csv
+
+At start, rtmer says on stderr what it serves: the OSC targets and addresses, the
+WebSocket URL, stdout's format (not with -q). Files that libsndfile cannot read (m4a/AAC
+and others) are decoded by ffmpeg when `ffmpeg` is on the PATH. Ctrl-C stops cleanly and
+prints a summary; a second Ctrl-C aborts.""",
+    "analyze": """\
+examples:
+  rtmer analyze song.wav > song.csv
+  rtmer analyze a.wav b.flac --to json -o out.json
+  rtmer analyze music/*.m4a --output-dir out           m4a/AAC needs `ffmpeg` on the PATH
+  cat song.flac | rtmer analyze -                      a file format on stdin
+  ffmpeg -i song.mp3 -f s16le -ac 2 -ar 44100 - | rtmer analyze - --format s16le --rate 44100 --channels 2
+
+stdin (-): a file format (wav, flac, ogg...; through ffmpeg when it is on the PATH), read to
+its end first; with --format, raw PCM as `rtmer run --stream stdin` reads it.
+--output-dir names: the input's file name with its extension, then .csv or .json
+(song.ogg -> song.ogg.csv); inputs that share a file name get their parent folders,
+joined with '_' (x/song.wav -> x_song.wav.csv, y/song.wav -> y_song.wav.csv), and -2, -3...
+if still equal; stdin is stdin.csv. A path given twice is analysed once.
+Outputs are checked before anything is analysed (exit 2). Ctrl-C keeps what is finished:
+each --output-dir file is written when its input is done, -o and stdout get the finished
+files; the others are named on stderr (exit 130). A progress bar [s of audio] shows on
+stderr when it is a terminal, then a summary line: files, hours of audio, speed.""",
+    "devices": """\
+examples:
+  rtmer devices
+  rtmer devices --json""",
+    "demo": """\
+examples:
+  rtmer demo --seconds 30
+  rtmer demo --osc 127.0.0.1:7000 --ws-port 9001 --section-seconds 5""",
+}
+
+
+def _finish_subparser(name: str, p: argparse.ArgumentParser) -> None:
+    """What every subcommand shares: -q and -v after the command, examples, the help layout."""
+    p.formatter_class = _HelpFormatter
+    if p.epilog is None:
+        p.epilog = _EPILOGS.get(name)
+    p.add_argument("-v", "--verbose", dest="sub_verbose", action="count", default=0,
+                   help="more log output (-vv: debug)")
+    p.add_argument("-q", "--quiet", dest="sub_quiet", action="store_true", default=False,
+                   help="only errors on stderr: no summary, no progress")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rtmer", description="Real-time music emotion tracker (valence/arousal every hop).")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser = _Parser(prog="rtmer", description="Real-time music emotion tracker (valence/arousal every hop).",
+                     epilog=_EPILOGS["rtmer"], formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="store_true", help="print rtmer's version and exit")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -167,32 +258,54 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--stream", dest="streams", action="append", metavar="[ID=]SPEC",
         help="an input: device:NAME|INDEX[:CHANNELS], file:PATH[:CHANNELS] (or a path), stdin[:CHANNELS] "
-        "(or -); repeatable, e.g. --stream deck1=device:pulse:1-2 --stream deck2=device:pulse:3-4 "
+        "(or -); repeatable, e.g. --stream deck1=device:SOURCE:1-2 --stream deck2=device:SOURCE:3-4 "
+        "for a four-channel SOURCE named by `rtmer devices` "
         "(default: the default input device)",
+    )
+    run.add_argument(
+        "--file", dest="streams", action="append", type=lambda path: f"file:{path}", metavar="PATH",
+        help="an audio file: the same as --stream file:PATH (repeatable; ids s1, s2, ... in order with --stream)",
     )
     run.add_argument("--device-rate", type=int, metavar="HZ", help="capture rate (default: the device's)")
     run.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                      help="pace files in real time (default) or --no-realtime: as fast as possible")
-    run.add_argument("--format", dest="pcm_format", choices=("s16le", "s32le", "f32le"), help="stdin PCM format")
-    run.add_argument("--rate", dest="pcm_rate", type=int, metavar="HZ", help="stdin PCM rate (44100)")
-    run.add_argument("--channels", dest="pcm_channels", type=int, metavar="N", help="stdin PCM channels (2)")
+    run.add_argument("--format", dest="pcm_format", choices=("s16le", "s32le", "f32le"),
+                     help=f"stdin PCM format (default: {DEFAULTS['pcm_format']})")
+    run.add_argument("--rate", dest="pcm_rate", type=int, metavar="HZ",
+                     help=f"stdin PCM rate (default: {DEFAULTS['pcm_rate']})")
+    run.add_argument("--channels", dest="pcm_channels", type=int, metavar="N",
+                     help=f"stdin PCM channels (default: {DEFAULTS['pcm_channels']})")
     _add_engine_options(run)
     _add_output_options(run)
 
     an = sub.add_parser("analyze", help="analyse audio files as fast as possible through the same stages")
-    an.add_argument("files", nargs="+", metavar="FILE")
-    an.add_argument("-o", "--output", metavar="PATH", help="write here (default stdout)")
-    an.add_argument("--output-dir", metavar="DIR", help="one output file per input, named after it")
-    an.add_argument("--to", dest="out_format", choices=("csv", "json"), default="csv", help="output format")
+    an.add_argument("files", nargs="+", metavar="FILE", help="audio files; - is stdin (see below)")
+    an.add_argument("-o", "--output", metavar="PATH", help="write every file's updates to this one file; - is "
+                    "stdout (default: stdout)")
+    an.add_argument("--output-dir", metavar="DIR", help="one output file per input in DIR, created if missing "
+                    "(names: see below)")
+    an.add_argument("--to", dest="out_format", choices=("csv", "json"), default="csv",
+                    help="output format (default: csv)")
+    an.add_argument("--format", dest="pcm_format", choices=("s16le", "s32le", "f32le"),
+                    help="stdin holds raw PCM in this format (default: stdin holds a file format)")
+    an.add_argument("--rate", dest="pcm_rate", type=int, metavar="HZ",
+                    help=f"raw PCM rate on stdin (default: {DEFAULTS['pcm_rate']})")
+    an.add_argument("--channels", dest="pcm_channels", type=int, metavar="N",
+                    help=f"raw PCM channels on stdin (default: {DEFAULTS['pcm_channels']})")
+    an.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="progress bar on stderr (default: when stderr is a terminal, not with -q)")
     _add_engine_options(an)
 
-    dev = sub.add_parser("devices", help="list the input devices")
+    dev = sub.add_parser("devices", help="list the input devices and PulseAudio/PipeWire sources (monitors too)")
     dev.add_argument("--json", action="store_true", help="as JSON")
 
     demo = sub.add_parser("demo", help="the full live pipeline on synthesised music, OSC and WebSocket on")
-    demo.add_argument("--section-seconds", type=float, default=10.0, metavar="S", help="length of each mood section")
+    demo.add_argument("--section-seconds", type=float, default=10.0, metavar="S",
+                      help="length of each mood section [s] (default: 10)")
     _add_engine_options(demo)
     _add_output_options(demo, demo=True)
+    for name, p in sub.choices.items():
+        _finish_subparser(name, p)
     return parser
 
 
@@ -272,10 +385,14 @@ def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: Tex
         if s["osc"]:
             from rtmer.osc import OscSink, parse_target
 
+            ids = s["osc_stream_ids"]
+            if ids not in ("auto", "always"):
+                raise ConfigError(f"osc.stream_ids={ids!r} must be 'auto' (the id only with several streams) "
+                                  "or 'always'")
             sinks.append(
                 OscSink(
                     [parse_target(t) for t in s["osc"]], prefix=s["osc_prefix"],
-                    per_stream_prefix=len(streams) > 1, unit_range=bool(s["osc_unit_range"]),
+                    per_stream_prefix=ids == "always" or len(streams) > 1, unit_range=bool(s["osc_unit_range"]),
                 )
             )
         if s["ws"]:
@@ -303,7 +420,8 @@ def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: Tex
 
 def _inputs(s: dict[str, Any], engine: Engine) -> tuple[list[Any], list[str]]:
     """Open every ``--stream``; returns (inputs, failures). Device errors propagate."""
-    from rtmer.sources import LiveInput, PcmInput, open_file, parse_stream_spec
+    from rtmer.decode import open_audio  # libsndfile, or ffmpeg for the formats it cannot read
+    from rtmer.sources import LiveInput, PcmInput, parse_stream_spec
 
     specs = [parse_stream_spec(t, index=i) for i, t in enumerate(s["streams"] or ["device:default"])]
     ids = [sp.id for sp in specs]
@@ -319,8 +437,8 @@ def _inputs(s: dict[str, Any], engine: Engine) -> tuple[list[Any], list[str]]:
             devices.setdefault(sp.target or "default", {})[sp.id] = sp.channels
         elif sp.kind == "file":
             try:
-                inputs.append(open_file(sp.target or "", stream=sp.id, model_rate=rate,
-                                        channels=sp.channels, realtime=bool(s["realtime"])))
+                inputs.append(open_audio(sp.target or "", stream=sp.id, model_rate=rate,
+                                         channels=sp.channels, realtime=bool(s["realtime"])))
             except AudioInputError as exc:
                 failures.append(str(exc))
         else:
@@ -424,13 +542,41 @@ def _print_summary(summary: RunSummary, sinks: Sequence[Sink], err: TextIO) -> N
                          f"{stats.ignored} client messages ignored")
         elif kind == "OscSink":
             for t in getattr(sink, "targets", []):
-                lines.append(f"  osc {t.host}:{t.port}: {t.sent} sent, {t.errors} errors")
+                failed = f", last: {t.last_error}" if t.failed and t.last_error else ""
+                lines.append(f"  osc {t.host}:{t.port}: {t.sent} sent, {t.failed} failed{failed}")
         elif hasattr(sink, "dropped"):
             lines.append(f"  {kind}: {getattr(sink, 'written', '?')} written, {sink.dropped} dropped")
     for kind, n in summary.sink_errors.items():
         lines.append(f"  output {kind}: {n} publish errors")
     err.write("\n".join(lines) + "\n")
     err.flush()
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _serving(inputs: Sequence[Any], sinks: Sequence[Sink], *, display: bool) -> list[str]:
+    """What a live run reads and serves, one line each, for stderr at start."""
+    from rtmer.osc import OscSink
+    from rtmer.textout import CsvSink, NdjsonSink
+    from rtmer.websocket import WebSocketSink
+
+    streams = [sid for inp in inputs for sid in inp.streams]
+    lines = [f"rtmer: input {', '.join(inp.streams)} <- {inp.name}" for inp in inputs]
+    for sink in sinks:
+        if isinstance(sink, OscSink):
+            targets = ", ".join(_host_port(t.host, t.port) for t in sink.targets)
+            bases = ", ".join(f"{sink.base_address(sid)}/..." for sid in streams)
+            lines.append(f"rtmer: OSC to {targets}: {bases} (valence, arousal, va, mood, raw/va)")
+        elif isinstance(sink, WebSocketSink):
+            lines.append(f"rtmer: WebSocket on ws://{_host_port(sink.host, sink.port)}")
+        elif isinstance(sink, NdjsonSink | CsvSink):
+            lines.append(f"rtmer: {'NDJSON' if isinstance(sink, NdjsonSink) else 'CSV'} on stdout")
+    if len(lines) == len(inputs):
+        lines.append("rtmer: no outputs" + (" but the display" if display else "")
+                     + "; add --osc HOST:PORT, --ws, --ndjson or --csv")
+    return lines
 
 
 def _run_pipeline(
@@ -452,6 +598,9 @@ def _run_pipeline(
     display = None
     if display_on:
         display = Display(streams, stderr if s["stdout_format"] else stdout, annotate=annotate)
+    if not quiet:
+        stderr.write("".join(line + "\n" for line in _serving(inputs, sinks, display=display is not None)))
+        stderr.flush()
     stop = threading.Event()
     runner = Runner(engine, inputs, sinks, stop=stop, on_updates=display, max_seconds=s["seconds"])
     try:
@@ -502,9 +651,7 @@ def _cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     length = "until Ctrl-C" if s["seconds"] is None else f"{s['seconds']:g} s"
     if not args.quiet:
         stderr.write(
-            f"rtmer demo: model {engine.info.name} {engine.info.version} on {engine.model.provider}; "
-            f"OSC -> {', '.join(s['osc'])}; WebSocket ws://{s['ws_host']}:{s['ws_port']}; "
-            f"{length}\n"
+            f"rtmer demo: model {engine.info.name} {engine.info.version} on {engine.model.provider}; {length}\n"
         )
 
     def annotate(u: Update) -> str:
@@ -516,91 +663,30 @@ def _cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def _cmd_devices(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from rtmer.sources import describe_device, list_input_devices
+    from rtmer.sources import describe_input_devices, input_devices_json
 
-    devices = list_input_devices()
     if args.json:
-        stdout.write(json.dumps(devices, indent=2) + "\n")
-    elif not devices:
-        stdout.write("no input devices\n")
+        stdout.write(json.dumps(input_devices_json(), indent=2) + "\n")
     else:
-        stdout.write("\n".join(describe_device(d) for d in devices) + "\n")
+        stdout.write(describe_input_devices())
     return EXIT_OK
-
-
-@dataclass
-class _Collect:
-    """A sink that keeps every update, per stream, for ``analyze``."""
-
-    rows: dict[str, list[Update]]
-
-    def publish(self, update: Update) -> None:
-        self.rows.setdefault(update.stream, []).append(update)
-
-    def close(self) -> None:
-        pass
-
-
-def _write_analysis(fmt: str, updates: dict[str, list[Update]], order: list[str], engine: Engine, out: TextIO) -> None:
-    from rtmer.textout import CsvSink, update_to_dict
-
-    if fmt == "csv":
-        sink = CsvSink(out)
-        for name in order:
-            for u in updates.get(name, []):
-                sink.publish(u)
-        sink.close()
-        return
-    doc = {
-        "model": {"name": engine.info.name, "version": engine.info.version},
-        "hop_seconds": engine.info.hop_seconds,
-        "files": [
-            {"file": name, "updates": [{k: v for k, v in update_to_dict(u).items() if k not in ("type", "time")}
-                                       for u in updates.get(name, [])]}
-            for name in order
-        ],
-    }
-    json.dump(doc, out, indent=1)
-    out.write("\n")
 
 
 def _cmd_analyze(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from rtmer.sources import open_file
+    """``rtmer analyze``: outputs checked first, then the job (``rtmer.analyze``) under Ctrl-C handling."""
+    from rtmer.analyze import AnalyzeJob, check_outputs, run_analysis
 
     s = _settings(args)
+    check_outputs(output=args.output, output_dir=args.output_dir)
+    pcm = None
+    if args.pcm_format is not None:  # raw PCM on stdin; else stdin holds a file format
+        pcm = (str(s["pcm_format"]), int(s["pcm_rate"]), int(s["pcm_channels"]))
+    job = AnalyzeJob(files=list(args.files), out_format=args.out_format, output=args.output,
+                     output_dir=args.output_dir, pcm=pcm, progress=args.progress, quiet=args.quiet)
     engine = _engine(s)
-    if args.output and args.output_dir:
-        raise ConfigError("give --output or --output-dir, not both")
-    inputs = []
-    failed: list[str] = []
-    for path in args.files:
-        try:
-            inputs.append(open_file(path, stream=path, model_rate=engine.info.sample_rate, realtime=False))
-        except AudioInputError as exc:
-            stderr.write(f"rtmer: {exc}\n")
-            failed.append(path)
-    collect = _Collect({})
-    summary = Runner(engine, inputs, [collect]).run() if inputs else RunSummary()
-    for name, why in summary.failed_inputs.items():
-        stderr.write(f"rtmer: {name}: {why}\n")
-        failed.append(name.removeprefix("file "))
-    good = [p for p in args.files if p not in failed]
-    if args.output_dir:
-        outdir = Path(args.output_dir)
-        outdir.mkdir(parents=True, exist_ok=True)
-        for p in good:
-            target = outdir / f"{Path(p).stem}.{args.out_format}"
-            with open(target, "w", encoding="utf-8", newline="") as f:
-                _write_analysis(args.out_format, collect.rows, [p], engine, f)
-    elif args.output:
-        with open(args.output, "w", encoding="utf-8", newline="") as f:
-            _write_analysis(args.out_format, collect.rows, good, engine, f)
-    elif good:
-        _write_analysis(args.out_format, collect.rows, good, engine, stdout)
-    if failed:
-        stderr.write(f"rtmer: {len(failed)} of {len(args.files)} files failed: {', '.join(failed)}\n")
-        return EXIT_INPUT_FAILED
-    return EXIT_OK
+    stop = threading.Event()
+    with _sigint_sets(stop):
+        return run_analysis(engine, job, stdout=stdout, stderr=stderr, stop=stop)
 
 
 def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -615,9 +701,17 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
         return EXIT_USAGE
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    if args.version:
+        from rtmer import __version__
+
+        out.write(f"rtmer {__version__}\n")
+        return EXIT_OK
     if args.command is None:
         parser.print_help(err)
         return EXIT_USAGE
+    # -q and -v may come before or after the command
+    args.verbose += getattr(args, "sub_verbose", 0)
+    args.quiet = bool(args.quiet or getattr(args, "sub_quiet", False))
     level = logging.ERROR if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level, format="rtmer: %(levelname)s %(name)s: %(message)s", stream=err)

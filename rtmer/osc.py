@@ -20,20 +20,31 @@ Notes
 -----
 The bundle is encoded once per update and the same bytes go to every target. Each
 target has its own non-blocking *connected* UDP socket, so that the kernel reports an
-ICMP "port unreachable" as ``ConnectionRefusedError`` on a later send. Such errors, an
-unresolvable host or an unreachable network never stop the sink: the first error of
-each target is logged once as a warning, every failed send is counted in that target's
-``errors`` and the sink keeps sending (a receiver that starts later gets the next
-bundles). A host name is resolved once, in the constructor; a name that does not
-resolve there is logged once and that target is skipped for the sink's lifetime.
-``publish`` never blocks: a send that would block (full socket buffer) is dropped and
-counted in ``errors``. Nothing is buffered between calls apart from the address cache.
+ICMP "port unreachable" for a datagram as a pending socket error (``ECONNREFUSED``).
+Such errors, an unresolvable host or an unreachable network never stop the sink: the
+first error of each target is logged once as a warning, and the sink keeps sending (a
+receiver that starts later gets the next bundles). A host name is resolved once, in
+the constructor; a name that does not resolve there is logged once and that target is
+skipped for the sink's lifetime. ``publish`` never blocks: a send that would block
+(full socket buffer) is dropped. Nothing is buffered between calls apart from the
+address cache.
+
+Counting. UDP gives no delivery receipt, so each target counts what it knows, in
+datagrams: ``sent`` is datagrams the kernel accepted and that no refusal came back for;
+``failed`` is datagrams that could not be sent (unresolved host, unreachable network,
+full buffer) plus those refused by the receiving host. Before each send (and at
+``close``) the socket's pending error is read (``SO_ERROR``); a refusal found there is
+the previous datagram's, which moves from ``sent`` to ``failed``. On loopback the
+refusal is pending at once, so the counts are exact; a remote host may rate-limit its
+ICMP replies (Linux: about one a second), so there ``sent`` is an upper bound.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
 import re
 import socket
 import struct
@@ -89,12 +100,16 @@ def _message(address: bytes, tags: bytes, args: bytes) -> bytes:
 
 @dataclass
 class OscTargetStats:
-    """Counters of one target. ``sent``/``errors`` are in datagrams."""
+    """Counters of one target [datagrams]: ``sent`` succeeded, ``failed`` did not.
+
+    See the module notes for what "succeeded" can mean for UDP. ``last_error`` is the
+    latest failure, as text.
+    """
 
     host: str
     port: int
     sent: int = 0
-    errors: int = 0
+    failed: int = 0
     last_error: str | None = None
 
 
@@ -106,7 +121,7 @@ class _Target:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         except OSError as exc:  # socket.gaierror: unresolvable host
-            self.fail(exc, "cannot resolve host; this target is skipped")
+            self.fail(exc, "cannot resolve host; this target is skipped", datagram=False)
             return
         family, type_, proto, _, addr = infos[0]
         sock = socket.socket(family, type_, proto)
@@ -114,36 +129,59 @@ class _Target:
         try:
             sock.connect(addr)  # UDP: no packet, only fixes the peer so ICMP errors come back
         except OSError as exc:  # e.g. network unreachable: keep the socket, later sends retry
-            self.fail(exc, "keeps trying")
+            self.fail(exc, "keeps trying", datagram=False)
         self.sock = sock
 
-    def fail(self, exc: OSError, what: str = "keeps sending") -> None:
-        self.stats.errors += 1
+    def fail(self, exc: OSError, what: str = "keeps sending", *, datagram: bool = True) -> None:
+        """Note ``exc`` (one datagram failed, unless ``datagram=False``); log the target's first failure."""
+        if datagram:
+            self.stats.failed += 1
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         if not self._logged:
             self._logged = True
             log.warning(
-                "OSC target %s:%d cannot be reached (%s); %s, logged once, errors are counted",
+                "OSC target %s:%d cannot be reached (%s); %s, logged once, failures are counted",
                 self.stats.host,
                 self.stats.port,
                 self.stats.last_error,
                 what,
             )
 
-    def send(self, dgram: bytes) -> None:
+    def _check_refused(self) -> None:
+        """Read the socket's pending error: a refusal of the previous datagram moves it to ``failed``."""
         if self.sock is None:
-            self.stats.errors += 1
             return
         try:
+            code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError:
+            return
+        if code:
+            refused = self.stats.sent > 0  # the previous datagram, counted as sent until now
+            if refused:
+                self.stats.sent -= 1
+            kind = ConnectionRefusedError if code == errno.ECONNREFUSED else OSError
+            self.fail(kind(code, os.strerror(code)), datagram=refused)
+
+    def send(self, dgram: bytes) -> None:
+        if self.sock is None:
+            self.stats.failed += 1
+            return
+        self._check_refused()
+        try:
             self.sock.send(dgram)
-        except OSError as exc:  # ConnectionRefusedError, ENETUNREACH, BlockingIOError, ...
-            self.fail(exc)
+        except OSError as exc:  # ConnectionRefusedError (a refusal raced in), ENETUNREACH, BlockingIOError, ...
+            if isinstance(exc, ConnectionRefusedError) and self.stats.sent > 0:
+                self.stats.sent -= 1  # the refusal was the previous datagram's ...
+                self.stats.failed += 1
+            self.fail(exc)  # ... and this one was not sent
         else:
             self.stats.sent += 1
 
     def close(self) -> None:
         if self.sock is not None:
+            self._check_refused()
             self.sock.close()
+            self.sock = None
 
 
 class OscSink:
@@ -203,12 +241,16 @@ class OscSink:
         """Per-target counters (live objects; read them, do not change them)."""
         return [t.stats for t in self._targets]
 
+    def base_address(self, stream: str) -> str:
+        """The address prefix of ``stream``'s messages, e.g. ``/rtmer`` or ``/rtmer/deck1``."""
+        if not self.per_stream_prefix:
+            return self.prefix
+        return f"{self.prefix}/{_STREAM_UNSAFE.sub('_', stream) or '_'}"
+
     def _addresses_for(self, stream: str) -> tuple[bytes, ...]:
         addrs = self._addresses.get(stream)
         if addrs is None:
-            base = self.prefix
-            if self.per_stream_prefix:
-                base = f"{base}/{_STREAM_UNSAFE.sub('_', stream) or '_'}"
+            base = self.base_address(stream)
             addrs = tuple(
                 _osc_string(f"{base}/{leaf}") for leaf in ("valence", "arousal", "va", "mood", "raw/va")
             )

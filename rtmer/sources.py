@@ -1,5 +1,10 @@
 """Audio inputs: live devices (sounddevice), audio files (soundfile), raw PCM on stdin.
 
+Devices are PortAudio's, plus the PulseAudio/PipeWire sources (monitors of outputs
+included) that ``pactl`` lists, when it is installed and a server answers. A source is
+captured through PortAudio's ALSA ``pulse`` device, with ``PULSE_SOURCE`` naming it
+while the stream opens (libpulse reads it then).
+
 Every input turns its audio into ``Block``s of mono float32 samples at the model's
 rate, one stream id per block, so all inputs feed the same pipeline:
 
@@ -21,9 +26,12 @@ Declared latency: the resampler (soxr HQ streaming) adds ``resampler_delay_secon
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +49,7 @@ log = logging.getLogger(__name__)
 
 FILE_BLOCK_SECONDS = 0.1  # files and generators are read in blocks of this length [s]
 RING_SECONDS = 4.0  # live ring capacity [s]
+START_SECONDS = 5.0  # longest wait for a freshly opened device's first audio [s] (see LiveInput)
 PCM_FORMATS: dict[str, np.dtype[Any]] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4"), "s32le": np.dtype("<i4")}
 
 
@@ -146,6 +155,13 @@ class MonoResampler:
 
 
 # ---- devices ------------------------------------------------------------------------
+PACTL_TIMEOUT_S = 5.0  # longest wait for one ``pactl`` call [s]
+PULSE_HOST_DEVICE = "pulse"  # the PortAudio (ALSA plugin) device that PulseAudio/PipeWire sources are captured through
+_PULSE_ROUTED = ("pulse", "default")  # ALSA devices that capture the server's default source when a server runs
+# Positions ALSA's pulse plugin asks for, by channel count (PA_CHANNEL_MAP_ALSA, the rest filled with aux0...)
+_ALSA_POSITIONS = ("front-left", "front-right", "rear-left", "rear-right", "front-center", "lfe", "side-left", "side-right")
+
+
 def _sd() -> Any:
     try:
         import sounddevice
@@ -155,7 +171,8 @@ def _sd() -> Any:
 
 
 def list_input_devices() -> list[dict[str, Any]]:
-    """Input devices as dicts: index, name, hostapi, max_input_channels, default_samplerate."""
+    """PortAudio input devices as dicts: kind ('portaudio'), index, name, hostapi,
+    max_input_channels, default_samplerate [Hz]."""
     sd = _sd()
     devices = []
     for index, dev in enumerate(sd.query_devices()):
@@ -163,6 +180,7 @@ def list_input_devices() -> list[dict[str, Any]]:
             api = sd.query_hostapis(int(dev["hostapi"]))["name"]
             devices.append(
                 {
+                    "kind": "portaudio",
                     "index": index,
                     "name": str(dev["name"]),
                     "hostapi": str(api),
@@ -180,41 +198,333 @@ def describe_device(dev: dict[str, Any]) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PulseSource:
+    """A PulseAudio/PipeWire source as ``pactl`` lists it (monitors of outputs included).
+
+    ``rate`` [Hz]; ``channel_map`` is None when pactl's short listing (no maps) was all there was.
+    """
+
+    name: str
+    description: str
+    channels: int
+    rate: int
+    channel_map: tuple[str, ...] | None
+    monitor: bool
+
+
+def _pactl(*args: str) -> str | None:
+    """stdout of ``pactl ARGS`` in the C locale, or None: no pactl, no server, an old pactl, a timeout."""
+    exe = shutil.which("pactl")
+    if exe is None:
+        return None
+    try:
+        done = subprocess.run(
+            [exe, *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=PACTL_TIMEOUT_S, env={**os.environ, "LC_ALL": "C"},
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.debug("pactl %s: %s", " ".join(args), exc)
+        return None
+    if done.returncode != 0:
+        log.debug("pactl %s exited with %d: %s", " ".join(args), done.returncode, done.stderr.strip())
+        return None
+    return done.stdout
+
+
+def _spec_numbers(spec: str) -> tuple[int, int]:
+    """'s16le 2ch 44100Hz' -> (2, 44100); zeros for what it does not say."""
+    ch = re.search(r"(\d+)ch\b", spec)
+    hz = re.search(r"(\d+)\s*Hz\b", spec)
+    return (int(ch.group(1)) if ch else 0, int(hz.group(1)) if hz else 0)
+
+
+def _sources_from_json(text: str) -> list[PulseSource] | None:
+    try:
+        raw = json.loads(text)
+        out = []
+        for d in raw:
+            name = str(d["name"])
+            channels, rate = _spec_numbers(str(d.get("sample_specification", "")))
+            cmap = d.get("channel_map")
+            props = d.get("properties") or {}
+            monitor_of = d.get("monitor_of_sink")
+            monitor = (
+                props.get("device.class") == "monitor"
+                or name.endswith(".monitor")
+                or (isinstance(monitor_of, str) and monitor_of not in ("", "n/a"))
+            )
+            out.append(
+                PulseSource(
+                    name=name,
+                    description=str(d.get("description") or ""),
+                    channels=channels,
+                    rate=rate,
+                    channel_map=tuple(str(cmap).split(",")) if isinstance(cmap, str) and cmap else None,
+                    monitor=bool(monitor),
+                )
+            )
+        return out
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # pactl's JSON has had bugs
+        log.debug("pactl's JSON list of sources is unusable (%s); using its short list", exc)
+        return None
+
+
+def _sources_from_short(text: str) -> list[PulseSource]:
+    """``pactl list short sources``: index, name, driver, sample spec, state (tab-separated)."""
+    out = []
+    for line in text.splitlines():
+        cols = line.split("\t")
+        if len(cols) < 4 or not cols[1]:
+            continue
+        channels, rate = _spec_numbers(cols[3])
+        out.append(PulseSource(cols[1], "", channels, rate, None, cols[1].endswith(".monitor")))
+    return out
+
+
+def list_pulse_sources() -> tuple[list[PulseSource], str | None]:
+    """(sources, the default source's name) of the PulseAudio or PipeWire server, from ``pactl``.
+
+    ``pactl -f json`` (pactl 16 and later) first, else pactl's short listing. Returns
+    ``([], None)`` when pactl is not installed or no server answers: PortAudio's own
+    devices are then all there is.
+    """
+    text = _pactl("-f", "json", "list", "sources")
+    sources = _sources_from_json(text) if text is not None else None
+    if sources is None:
+        short = _pactl("list", "short", "sources")
+        if short is None:
+            return [], None
+        sources = _sources_from_short(short)
+    default: str | None = None
+    info = _pactl("-f", "json", "info")
+    if info is not None:
+        try:
+            value = json.loads(info).get("default_source_name")
+            default = str(value) if value else None
+        except (ValueError, AttributeError):
+            info = None
+    if info is None:
+        plain = _pactl("info") or ""
+        found = re.search(r"^Default Source:\s*(\S+)\s*$", plain, flags=re.MULTILINE)
+        default = found.group(1) if found else None
+    return sources, default
+
+
+def alsa_plugin_channel_map(channels: int) -> tuple[str, ...]:
+    """The channel positions ALSA's pulse plugin records ``channels`` channels with.
+
+    PulseAudio hands a record stream the source's channels matched *by position*, so
+    channel k of the capture is channel k of the source only where the source's map is
+    this one: mono, stereo (front-left, front-right) and quad (plus rear-left,
+    rear-right) sources are; a pro-audio source (aux0, aux1, ...) is not.
+    """
+    if channels == 1:
+        return ("mono",)
+    base = max(n for n in (2, 4, 5, 6, 8) if n <= channels)
+    return _ALSA_POSITIONS[:base] + tuple(f"aux{i}" for i in range(channels - base))
+
+
+def describe_source(src: PulseSource, *, default: bool = False) -> str:
+    tags = (["monitor"] if src.monitor else []) + [f"{src.channels} ch", f"{src.rate} Hz"]
+    if src.channel_map is not None and src.channels > 2 and src.channel_map != alsa_plugin_channel_map(src.channels):
+        tags.append(f"positions {','.join(src.channel_map)}: only the downmix, no channel picks")
+    tags += ["default"] if default else []
+    about = f"{src.description} " if src.description else ""
+    return f"{src.name}: {about}({', '.join(tags)})"
+
+
+def _pulse_host(devices: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The PortAudio device that PulseAudio/PipeWire sources are captured through (ALSA's 'pulse')."""
+    for d in devices:
+        if d["name"] == PULSE_HOST_DEVICE:
+            return dict(d)
+    return None
+
+
+def input_devices_json() -> list[dict[str, Any]]:
+    """``rtmer devices --json``: PortAudio devices, then PulseAudio/PipeWire sources (kind 'pulse')."""
+    devices = list_input_devices()
+    sources, default = list_pulse_sources()
+    host = _pulse_host(devices)
+    out: list[dict[str, Any]] = [dict(d) for d in devices]
+    for s in sources:
+        out.append(
+            {
+                "kind": "pulse",
+                "index": None,
+                "name": s.name,
+                "description": s.description,
+                "hostapi": "PulseAudio",
+                "max_input_channels": s.channels,
+                "default_samplerate": float(s.rate),
+                "channel_map": list(s.channel_map) if s.channel_map is not None else None,
+                "monitor": s.monitor,
+                "default": s.name == default,
+                "capture_through": host["name"] if host else None,
+                "stream_spec": f"device:{s.name}",
+            }
+        )
+    return out
+
+
+def describe_input_devices() -> str:
+    """``rtmer devices``: what ``device:INDEX`` and ``device:NAME`` can pick, one per line."""
+    devices = list_input_devices()
+    sources, default = list_pulse_sources()
+    lines = ["PortAudio input devices (device:INDEX or device:NAME):"]
+    lines += [f"  {describe_device(d)}" for d in devices] or ["    (none)"]
+    if sources:
+        host = _pulse_host(devices)
+        how = (
+            f"captured through PortAudio's {host['name']!r} device" if host
+            else f"PortAudio has no {PULSE_HOST_DEVICE!r} device to capture them through; install libasound2-plugins"
+        )
+        lines.append(f"PulseAudio/PipeWire sources (device:NAME; {how}):")
+        lines += [f"    {describe_source(s, default=s.name == default)}" for s in sources]
+        if default is not None:
+            lines.append(f"  device:pulse and device:default capture the default source ({default}).")
+    return "\n".join(lines) + "\n"
+
+
 def find_input_device(query: str | int | None) -> dict[str, Any]:
     """The input device by index, exact name, or case-insensitive name substring.
 
+    PortAudio devices first, then PulseAudio/PipeWire sources by name (or description).
     None means the system's default input. Raises ``DeviceNotFoundError`` listing the
     input devices when nothing (or nothing unambiguous) matches.
+
+    The dict is a PortAudio device's (``list_input_devices``) plus ``label`` (what
+    messages call it), ``pulse_source`` (the source to capture through PortAudio's
+    'pulse' device, or None), ``via_pulse`` (True when PulseAudio picks the channels:
+    ALSA's pulse plugin), ``source`` (the source captured, when known) and
+    ``channel_map`` (its positions, when known). For a source, and for 'pulse'/'default' while a server runs,
+    ``max_input_channels`` and ``default_samplerate`` are the source's own, not the
+    plugin's (which accepts any count and upmixes). Without pactl, 'pulse' and
+    'default' are what PortAudio says, and channels past the source's are upmixed copies.
     """
     devices = list_input_devices()
-    listing = [describe_device(d) for d in devices]
+    sources, default_source = list_pulse_sources()
+    by_name = {s.name: s for s in sources}
+    listing = [describe_device(d) for d in devices] + [
+        f"source {describe_source(s, default=s.name == default_source)}" for s in sources
+    ]
+    hint = "a file is read with --file PATH or --stream file:PATH; `rtmer devices` lists the devices"
+
+    def portaudio(d: dict[str, Any]) -> dict[str, Any]:
+        out = {**d, "label": repr(d["name"]), "pulse_source": None, "via_pulse": False, "channel_map": None}
+        effective = os.environ.get("PULSE_SOURCE") or default_source
+        src = by_name.get(effective or "") if d["name"] in _PULSE_ROUTED and d["hostapi"] == "ALSA" else None
+        if src is not None and src.channels > 0:
+            out.update(
+                label=f"{d['name']!r} (source {src.name})",
+                max_input_channels=src.channels,
+                default_samplerate=float(src.rate or d["default_samplerate"]),
+                via_pulse=True,  # ALSA's default is the pulse plugin while a server runs
+                channel_map=src.channel_map,
+                source=src.name,
+            )
+        return out
+
+    def pulse(src: PulseSource) -> dict[str, Any]:
+        host = _pulse_host(devices)
+        if host is None:
+            raise AudioInputError(
+                src.name,
+                f"is a PulseAudio/PipeWire source, but PortAudio has no {PULSE_HOST_DEVICE!r} device to capture "
+                "it through; install libasound2-plugins (ALSA's pulse plugin)",
+            )
+        return {
+            **host,
+            "kind": "pulse",
+            "label": f"source {src.name!r}",
+            "pulse_source": src.name,
+            "via_pulse": src.channels > 0,  # False only when pactl did not say how many channels
+            "channel_map": src.channel_map,
+            "max_input_channels": src.channels or host["max_input_channels"],
+            "default_samplerate": float(src.rate or host["default_samplerate"]),
+            "source": src.name,
+        }
+
     if query is None or query == "default":
         default = _sd().default.device[0]
         if default is not None and default >= 0:
             for d in devices:
                 if d["index"] == default:
-                    return d
+                    return portaudio(d)
         for d in devices:
             if d["name"] == "default":
-                return d
+                return portaudio(d)
         if devices:
-            return devices[0]
-        raise DeviceNotFoundError("default", listing)
+            return portaudio(devices[0])
+        raise DeviceNotFoundError("default", listing, hint=hint)
     text = str(query).strip()
     if text.isdigit():
         for d in devices:
             if d["index"] == int(text):
-                return d
-        raise DeviceNotFoundError(text, listing)
+                return portaudio(d)
+        raise DeviceNotFoundError(text, listing, hint=hint)
     exact = [d for d in devices if d["name"].lower() == text.lower()]
     if exact:
-        return exact[0]
-    matches = [d for d in devices if text.lower() in d["name"].lower()]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise DeviceNotFoundError(f"{text} (ambiguous: {len(matches)} devices match)", listing)
-    raise DeviceNotFoundError(text, listing)
+        return portaudio(exact[0])
+    if text in by_name:
+        return pulse(by_name[text])
+    low = text.lower()
+    some_devices = [d for d in devices if low in d["name"].lower()]
+    some_sources = [s for s in sources if low in s.name.lower() or low in s.description.lower()]
+    found = len(some_devices) + len(some_sources)
+    if found == 1:
+        return portaudio(some_devices[0]) if some_devices else pulse(some_sources[0])
+    if found > 1:
+        raise DeviceNotFoundError(f"{text} (ambiguous: {found} devices match)", listing)
+    raise DeviceNotFoundError(text, listing, hint=hint)
+
+
+def format_channels(channels: Sequence[int]) -> str:
+    """[0, 1] -> '1-2'; [0, 4] -> '1,5' (0-based in, 1-based text out, as ``parse_channels`` reads)."""
+    parts: list[str] = []
+    chans = sorted(set(channels))
+    i = 0
+    while i < len(chans):
+        j = i
+        while j + 1 < len(chans) and chans[j + 1] == chans[j] + 1:
+            j += 1
+        parts.append(f"{chans[i] + 1}" if i == j else f"{chans[i] + 1}-{chans[j] + 1}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def _capture_channels(info: dict[str, Any], streams: Mapping[str, Sequence[int] | None]) -> int:
+    """How many channels to open ``info`` with so that each stream gets the channels it asks for.
+
+    Raises ``ConfigError`` naming the stream and how many channels the device has when a
+    stream asks for more, and, through PulseAudio, when the source's channel positions
+    would not come through by number.
+    """
+    have = int(info["max_input_channels"])
+    picks = {s: list(ch) for s, ch in streams.items() if ch is not None}
+    for stream, ch in picks.items():
+        if max(ch) >= have:
+            raise ConfigError(
+                f"stream {stream}: channels={format_channels(ch)} asked for, but {info['label']} has {have} input "
+                f"channel{'s' if have != 1 else ''} ({format_channels(range(have)) if have else 'none'})"
+            )
+    if not info.get("via_pulse"):
+        return (max(c for ch in picks.values() for c in ch) + 1) if picks else min(2, have)
+    if not picks:
+        return 1  # PulseAudio's own downmix of every channel of the source, whatever their positions
+    cmap = info.get("channel_map")
+    want = alsa_plugin_channel_map(have)
+    if cmap is not None and tuple(cmap) != want:
+        name = info.get("source") or "SOURCE"
+        raise ConfigError(
+            f"stream {next(iter(picks))}: {info['label']} has the channel positions {','.join(cmap)}, but through "
+            f"ALSA's pulse plugin PulseAudio hands over channels by position ({','.join(want)}), so channel numbers "
+            f"would not be the source's. Make a source with those positions, e.g. `pactl load-module "
+            f"module-remap-source source_name=rtmer_{have}ch master={name} channels={have} "
+            f"master_channel_map={','.join(cmap)} channel_map={','.join(want)} remix=no`, and use device:rtmer_{have}ch"
+        )
+    return have  # the whole source, in its own order: nothing is remixed
 
 
 class _WakePipe:
@@ -335,7 +645,27 @@ class RingInput:
 
 
 class LiveInput(RingInput):
-    """A live input device opened once through sounddevice, shared by several streams."""
+    """A live input device opened once through sounddevice, shared by several streams.
+
+    ``device`` is what ``find_input_device`` takes: an index, a PortAudio device name,
+    a PulseAudio/PipeWire source name (captured through PortAudio's 'pulse' device
+    with ``PULSE_SOURCE`` set while it opens), or None for the default input.
+
+    Notes
+    -----
+    Watchdog (in ``poll``): a device that has delivered audio and then delivers nothing
+    for ``stall_seconds`` [s] is closed and reopened, counted in ``restarts``, and the
+    next block of every stream is a gap. A freshly opened device is given
+    ``start_seconds`` [s] for its first audio before it counts as stalled (and then
+    reopened, without a gap: nothing was lost). A PulseAudio/PipeWire monitor source
+    delivers its first audio only when its sink next renders, which can be seconds
+    after the open (about 1.7 s, measured on a null sink's monitor through ALSA's pulse
+    plugin, every time); a watchdog started at the open took that for a stall.
+
+    Channels: through ALSA's pulse plugin the whole source is opened when a stream picks
+    channels (so nothing is remixed and channel k is the source's channel k), and one
+    channel, PulseAudio's downmix, when none does.
+    """
 
     def __init__(
         self,
@@ -348,18 +678,13 @@ class LiveInput(RingInput):
         latency: float | str = 0.1,
         ring_seconds: float = RING_SECONDS,
         stall_seconds: float = 1.0,
+        start_seconds: float = START_SECONDS,
     ) -> None:
         info = find_input_device(device)
-        wanted = [c for ch in streams.values() if ch is not None for c in ch]
-        channels = (max(wanted) + 1) if wanted else min(2, info["max_input_channels"])
-        if channels > info["max_input_channels"]:
-            raise ConfigError(
-                f"channels: device {info['name']!r} has {info['max_input_channels']} input channels, "
-                f"channel {channels} was asked for"
-            )
+        channels = _capture_channels(info, streams)
         rate = int(device_rate or info["default_samplerate"])
         super().__init__(
-            f"device {info['index']} ({info['name']})",
+            f"device {info['source']}" if info.get("kind") == "pulse" else f"device {info['index']} ({info['name']})",
             streams=streams,
             device_rate=rate,
             model_rate=model_rate,
@@ -374,9 +699,12 @@ class LiveInput(RingInput):
         self._latency = latency
         self._stream: Any = None
         self.stall_seconds = stall_seconds
+        self.start_seconds = start_seconds
         self.restarts = 0
+        self._clock: Callable[[], float] = time.monotonic
         self._last_written = 0
         self._last_progress = 0.0
+        self._delivering = False  # has audio arrived since the stream was (re)opened?
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         # Runs on PortAudio's thread: copy, flag, poke. No allocation of buffers, no locks, no logging.
@@ -384,24 +712,25 @@ class LiveInput(RingInput):
 
     def start(self) -> None:
         self._open()
-        self._last_progress = time.monotonic()
 
     def poll(self) -> list[Block]:
-        """As ``RingInput.poll``, plus a watchdog: a device that delivers nothing for
-        ``stall_seconds`` [s] is closed and reopened (counted in ``restarts``; a gap)."""
+        """As ``RingInput.poll``, plus the watchdog (see the class notes)."""
         blocks = super().poll()
-        now = time.monotonic()
+        now = self._clock()
         written = self.ring._written
         if written != self._last_written:
-            self._last_written, self._last_progress = written, now
-        elif self._stream is not None and now - self._last_progress > self.stall_seconds:
-            self.restarts += 1
-            if self.restarts == 1:
-                log.warning("%s delivered no audio for %.1f s; reopening it (counted)", self.name, self.stall_seconds)
-            self._close_stream()
-            self._flagged = True
-            self._open()
-            self._last_progress = now
+            self._last_written, self._last_progress, self._delivering = written, now, True
+        elif self._stream is not None:
+            limit = self.stall_seconds if self._delivering else self.start_seconds
+            if now - self._last_progress > limit:
+                self.restarts += 1
+                if self.restarts == 1:
+                    when = "for %.1f s" if self._delivering else "in the %.1f s after it was opened"
+                    log.warning(f"%s delivered no audio {when}; reopening it (counted)", self.name, limit)
+                self._close_stream()
+                if self._delivering:
+                    self._flagged = True  # audio was lost: a gap for every stream
+                self._open()
         return blocks
 
     def stats(self) -> dict[str, int]:
@@ -409,19 +738,35 @@ class LiveInput(RingInput):
 
     def _open(self) -> None:
         sd = _sd()
+        source = self.device.get("pulse_source")
+        before = os.environ.get("PULSE_SOURCE")
         try:
-            self._stream = sd.InputStream(
-                device=self.device["index"],
-                channels=self.ring.channels,
-                samplerate=self.device_rate,
-                dtype="float32",
-                blocksize=self._blocksize,
-                latency=self._latency,
-                callback=self._callback,
-            )
+            if source:
+                # libpulse reads PULSE_SOURCE when ALSA's pulse plugin opens its connection,
+                # i.e. inside InputStream(); the environment is restored right after.
+                os.environ["PULSE_SOURCE"] = source
+            try:
+                self._stream = sd.InputStream(
+                    device=self.device["index"],
+                    channels=self.ring.channels,
+                    samplerate=self.device_rate,
+                    dtype="float32",
+                    blocksize=self._blocksize,
+                    latency=self._latency,
+                    callback=self._callback,
+                )
+            finally:
+                if source:
+                    if before is None:
+                        os.environ.pop("PULSE_SOURCE", None)
+                    else:
+                        os.environ["PULSE_SOURCE"] = before
             self._stream.start()
         except Exception as exc:  # PortAudioError and friends
             raise AudioInputError(self.name, f"cannot open for capture ({exc})") from exc
+        self._last_written = self.ring._written
+        self._last_progress = self._clock()
+        self._delivering = False
         log.info("capturing from %s at %d Hz, %d channels", self.name, self.device_rate, self.ring.channels)
 
     def _close_stream(self) -> None:
@@ -533,6 +878,16 @@ class PacedInput:
             self._on_close = None
 
 
+def _missing_file(path: Path) -> str:
+    """Why ``path`` cannot be opened as a file, with what would help."""
+    where = path if path.is_absolute() else Path.cwd() / path
+    if path.exists():
+        return f"is not a file ({where} is a folder or a special file)"
+    if not where.parent.is_dir():
+        return f"no such file (folder {where.parent} does not exist)"
+    return f"no such file (looked for {where})"
+
+
 def open_file(
     path: str | Path,
     *,
@@ -549,7 +904,7 @@ def open_file(
 
     p = str(path)
     if not Path(p).is_file():
-        raise AudioInputError(p, "no such file")
+        raise AudioInputError(p, _missing_file(Path(p)))
     try:
         f = soundfile.SoundFile(p)
     except Exception as exc:  # soundfile.LibsndfileError, RuntimeError, ...
@@ -674,7 +1029,10 @@ class StreamSpec:
 
     SPEC forms: ``device:NAME_OR_INDEX[:CHANNELS]`` (also ``default``; a name that itself
     ends in ``:digits`` needs explicit channels, e.g. ``device:hw:1,0:1-2``),
-    ``file:PATH[:CHANNELS]`` or an existing path, ``stdin[:CHANNELS]`` or ``-``.
+    ``file:PATH[:CHANNELS]`` or a path, ``stdin[:CHANNELS]`` or ``-``. Without a prefix,
+    SPEC is a file when it exists or looks like a path (has a ``/`` or ``\\``, or ends in
+    an audio extension such as ``.wav`` or ``.mp3``), so that a missing file is
+    reported as a missing file; anything else is a device.
     """
 
     id: str
@@ -684,6 +1042,16 @@ class StreamSpec:
 
 
 _CHANNELS_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+# What libsndfile and ffmpeg read, lower case: a bare SPEC ending in one of these is a file.
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .flac .ogg .oga .opus .mp3 .mp2 .m4a .m4b .mp4 .aac .aif .aiff .aifc .au .snd .caf .w64 .rf64 "
+    ".wv .ape .wma .webm .mka .mkv .mov .ac3 .amr .spx .alac".split()
+)
+
+
+def looks_like_path(text: str) -> bool:
+    """True for text that names a file rather than a device: a ``/`` or ``\\``, or an audio extension."""
+    return "/" in text or "\\" in text or Path(text).suffix.lower() in AUDIO_EXTENSIONS
 
 
 def _split_channels(rest: str) -> tuple[str, list[int] | None]:
@@ -708,12 +1076,15 @@ def parse_stream_spec(text: str, *, index: int) -> StreamSpec:
         ch = parse_channels(spec[6:]) if spec.startswith("stdin:") else None
         return StreamSpec(ident, "stdin", None, ch)
     if spec.startswith("file:"):
-        path, ch = _split_channels(spec[5:])
+        rest = spec[5:]
+        path, ch = (rest, None) if Path(rest).exists() else _split_channels(rest)
         return StreamSpec(ident, "file", path, ch)
     if spec.startswith("device:"):
         dev, ch = _split_channels(spec[7:])
         return StreamSpec(ident, "device", dev, ch)
     if Path(spec).exists():
         return StreamSpec(ident, "file", spec, None)
-    dev, ch = _split_channels(spec)
-    return StreamSpec(ident, "device", dev, ch)
+    head, ch = _split_channels(spec)
+    if looks_like_path(head):
+        return StreamSpec(ident, "file", head, ch)
+    return StreamSpec(ident, "device", head, ch)

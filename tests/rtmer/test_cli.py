@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -117,8 +118,8 @@ def test_several_files_are_analysed_as_a_batch_with_the_same_numbers(clip: Path,
     _, alone, _ = cli("analyze", str(clip))
     code, both, err = cli("analyze", str(clip), str(other), "--output-dir", str(tmp_path / "out"))
     assert code == EXIT_OK, err
-    assert (tmp_path / "out" / "clip.csv").read_text() == alone
-    assert len(read_csv((tmp_path / "out" / "other.csv").read_text())) == 4
+    assert (tmp_path / "out" / "clip.wav.csv").read_text() == alone
+    assert len(read_csv((tmp_path / "out" / "other.ogg.csv").read_text())) == 4
 
 
 def test_config_file_and_flags_win(clip: Path, tmp_path: Path) -> None:
@@ -308,3 +309,100 @@ def test_ctrl_c_shuts_down_cleanly_with_a_summary(clip: Path) -> None:
     assert proc.returncode == 130, err.decode()
     text = err.decode()
     assert "(interrupted)" in text and "overruns" not in text and "websocket: 0 connections" in text
+
+
+# ---- a CLI without traps ------------------------------------------------------------------
+def test_version() -> None:
+    from rtmer import __version__
+
+    assert cli("--version") == (EXIT_OK, f"rtmer {__version__}\n", "")
+
+
+def test_quiet_and_verbose_are_accepted_after_the_command(clip: Path) -> None:
+    import logging
+
+    for argv in (["-q", "analyze", str(clip)], ["analyze", str(clip), "-q"], ["analyze", "-q", str(clip)]):
+        code, out, err = cli(*argv)
+        assert code == EXIT_OK and err == "", (argv, err)  # no summary with -q
+        assert len(read_csv(out)) == 7
+    code, _, err = cli("analyze", str(clip), "-v")
+    assert code == EXIT_OK, err
+    assert logging.getLogger("rtmer").level == logging.INFO
+    code, _, _ = cli("-v", "analyze", str(clip), "-v")
+    level = logging.getLogger("rtmer").level
+    logging.getLogger("rtmer").setLevel(logging.NOTSET)
+    assert code == EXIT_OK and level == logging.DEBUG  # the two add up
+
+
+def test_help_has_examples_and_defaults(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # no line wrapping inside the checked phrases
+    texts = {}
+    for command in ("run", "analyze", "demo", None):
+        assert main([command, "--help"] if command else ["--help"]) == EXIT_OK
+        texts[command] = capsys.readouterr().out
+    for text in texts.values():
+        assert "examples:\n  rtmer " in text
+    assert "exit codes: 0 ok" in texts[None] and "-q and -v work before or after the command" in texts[None]
+    run = texts["run"]
+    for phrase in ("--min-cutoff HZ", "(default: 0.25)", "(default: one-euro)", "(default: /rtmer)",
+                   "(default: 8765)", "(default: 44100)", "(default: auto)", "--osc-stream-ids {auto,always}"):
+        assert phrase in run, phrase
+    analyze = texts["analyze"]
+    assert "(default: csv)" in analyze and "x/song.wav -> x_song.wav.csv" in analyze and "rtmer analyze -" in analyze
+
+
+def test_run_says_what_it_serves_unless_quiet(clip: Path) -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    port = udp.getsockname()[1]
+    try:
+        argv = ["run", "--stream", f"deck1=file:{clip}", "--no-realtime", "--osc", f"127.0.0.1:{port}",
+                "--ws", "--ws-port", "0", "--ndjson", "--no-display"]
+        code, _, err = cli(*argv)
+        assert code == EXIT_OK, err
+        assert f"rtmer: input deck1 <- file {clip}\n" in err
+        assert f"rtmer: OSC to 127.0.0.1:{port}: /rtmer/... (valence, arousal, va, mood, raw/va)\n" in err
+        ws = re.search(r"rtmer: WebSocket on ws://127\.0\.0\.1:(\d+)\n", err)
+        assert ws is not None and int(ws.group(1)) > 0  # the bound port, not the 0 asked for
+        assert "rtmer: NDJSON on stdout\n" in err
+        code, _, err = cli(*argv, "-q")
+        assert code == EXIT_OK and err == ""
+    finally:
+        udp.close()
+
+
+def _osc_addresses(extra: list[str], streams: list[str]) -> set[bytes]:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(5)
+    try:
+        argv = ["run", "--no-realtime", "--no-display", "--osc", f"127.0.0.1:{udp.getsockname()[1]}", *extra]
+        for spec in streams:
+            argv += ["--stream", spec]
+        code, _, err = cli(*argv)
+        assert code == EXIT_OK, err
+        dgram, _ = udp.recvfrom(65536)
+    finally:
+        udp.close()
+    return set(re.findall(rb"/rtmer[/A-Za-z0-9_.-]*/valence", dgram))
+
+
+def test_osc_stream_ids_always_keeps_addresses_stable(clip: Path, tmp_path: Path) -> None:
+    assert _osc_addresses([], [f"deck1=file:{clip}"]) == {b"/rtmer/valence"}  # auto: one stream, no id
+    assert _osc_addresses(["--osc-stream-ids", "always"], [f"deck1=file:{clip}"]) == {b"/rtmer/deck1/valence"}
+    cfg = tmp_path / "rtmer.toml"
+    cfg.write_text('[osc]\nstream_ids = "always"\n')
+    assert _osc_addresses(["--config", str(cfg)], [f"deck1=file:{clip}"]) == {b"/rtmer/deck1/valence"}
+    cfg.write_text('[osc]\nstream_ids = "sometimes"\n')
+    code, _, err = cli("run", "--stream", str(clip), "--osc", "127.0.0.1:9", "--config", str(cfg))
+    assert code == EXIT_USAGE and "osc.stream_ids='sometimes' must be 'auto'" in err
+
+
+def test_osc_summary_counts_refused_datagrams_as_failed(clip: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # closed again: nobody listens there
+    code, _, err = cli("run", "--stream", str(clip), "--no-realtime", "--no-display", "--osc", f"127.0.0.1:{dead}")
+    assert code == EXIT_OK, err
+    # was "4 sent, 3 errors": the kernel accepted every datagram, and each one was refused
+    assert f"osc 127.0.0.1:{dead}: 0 sent, 7 failed, last: ConnectionRefusedError" in err

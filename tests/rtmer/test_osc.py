@@ -159,15 +159,46 @@ def test_unreachable_target_keeps_running_and_logs_once(
     sink.close()
     assert len(receiver.get(5)) == 5  # the good target got everything
     dead_stats, unresolved, good = sink.targets
-    # Linux reports each ICMP error on the next send, so refused sends alternate with sent ones
-    assert dead_stats.errors >= 2 and dead_stats.sent + dead_stats.errors == 5
     assert "ConnectionRefusedError" in (dead_stats.last_error or "")
-    assert unresolved.errors == 6 and unresolved.sent == 0  # 1 at resolve + 5 skipped sends
-    assert good.errors == 0 and good.sent == 5
+    assert unresolved.failed == 5 and unresolved.sent == 0  # the 5 skipped sends
+    assert good.failed == 0 and good.sent == 5
     warnings = [r.getMessage() for r in caplog.records]
     assert len([w for w in warnings if f"127.0.0.1:{dead}" in w]) == 1
     assert len([w for w in warnings if "host.invalid:9000" in w]) == 1
     assert len(warnings) == 2
+
+
+def test_refused_datagrams_are_failed_not_sent() -> None:
+    """Linux reports a refusal on the socket after the datagram left; it must not count as sent.
+
+    (The old count alternated "sent" and "errors" for a dead port: 3 sent, 2 errors of 5.)
+    """
+    dead = free_udp_port()
+    sink = OscSink([("127.0.0.1", dead)])
+    for seq in range(5):
+        sink.publish(make_update(seq))
+        time.sleep(0.01)  # the refusal of each datagram is pending before the next one
+    sink.close()
+    [stats] = sink.targets
+    assert stats.sent + stats.failed == 5
+    assert stats.failed >= 4 and stats.sent <= 1  # exact on loopback: 0 sent, 5 failed
+    assert "ConnectionRefusedError" in (stats.last_error or "")
+
+
+def test_a_receiver_that_starts_later_counts_as_sent() -> None:
+    port = free_udp_port()
+    sink = OscSink([("127.0.0.1", port)])
+    sink.publish(make_update(0))
+    time.sleep(0.01)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        rx.bind(("127.0.0.1", port))
+        rx.settimeout(3)
+        sink.publish(make_update(1))
+        sink.publish(make_update(2))
+        got = [rx.recv(65536) for _ in range(2)]
+        sink.close()
+    [stats] = sink.targets
+    assert len(got) == 2 and (stats.sent, stats.failed) == (2, 1)
 
 
 @pytest.mark.parametrize(

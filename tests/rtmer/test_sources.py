@@ -11,11 +11,17 @@ import soundfile as sf
 
 from conftest import music_like, tone
 from rtmer.errors import AudioInputError, ConfigError, DeviceNotFoundError
+import rtmer.sources as sources
 from rtmer.sources import (
+    LiveInput,
     MonoResampler,
     PcmInput,
+    PulseSource,
     RingInput,
+    alsa_plugin_channel_map,
     find_input_device,
+    format_channels,
+    list_pulse_sources,
     open_file,
     parse_channels,
     parse_stream_spec,
@@ -162,3 +168,275 @@ def test_unknown_device_lists_the_available_devices() -> None:
         find_input_device("no-such-card-xyz")
     with pytest.raises(DeviceNotFoundError, match=r"no input device matches '999'"):
         find_input_device(999)
+
+
+# ---- files named as files, devices as devices ------------------------------------------
+def test_a_path_that_does_not_exist_is_a_file_not_a_device(tmp_path: Path) -> None:
+    for text, target, channels in [
+        ("/nope/song.mp3", "/nope/song.mp3", None),
+        ("song.flac", "song.flac", None),
+        ("deck1=../music/a.wav:1-2", "../music/a.wav", [0, 1]),
+        ("dir/no_extension", "dir/no_extension", None),
+        ("SONG.M4A", "SONG.M4A", None),
+    ]:
+        s = parse_stream_spec(text, index=0)
+        assert (s.kind, s.target, s.channels) == ("file", target, channels), text
+    for text in ("pulse", "rtmer_sink.monitor", "alsa_input.usb-X-00.analog-stereo", "hw:1,0", "device:Line 1/2"):
+        assert parse_stream_spec(text, index=0).kind == "device", text
+    odd = tmp_path / "take:2"  # an existing file whose name ends like channels is read whole
+    odd.write_bytes(b"")
+    s = parse_stream_spec(f"file:{odd}", index=0)
+    assert (s.target, s.channels) == (str(odd), None)
+
+
+def test_a_missing_file_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AudioInputError, match=r"'/nope/song\.mp3': no such file \(folder /nope does not exist\)"):
+        open_file("/nope/song.mp3", stream="a", model_rate=16000)
+    with pytest.raises(AudioInputError, match=rf"'song\.wav': no such file \(looked for {tmp_path}/song\.wav\)"):
+        open_file("song.wav", stream="a", model_rate=16000)
+    with pytest.raises(AudioInputError, match=r"is not a file"):
+        open_file(tmp_path, stream="a", model_rate=16000)
+
+
+def test_cli_file_alias_and_missing_file(tmp_path: Path) -> None:
+    import io
+
+    from rtmer.cli import EXIT_INPUT_FAILED, EXIT_OK, main
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, music_like(1.2, 16000), 16000)
+
+    def cli(*argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        return main(list(argv), stdout=out, stderr=err), out.getvalue(), err.getvalue()
+
+    code, out, err = cli("run", "--file", str(clip), "--no-realtime", "--ndjson", "--no-display")
+    assert code == EXIT_OK, err
+    alias = out.splitlines()
+    code, out, err = cli("run", "--stream", f"file:{clip}", "--no-realtime", "--ndjson", "--no-display")
+    assert code == EXIT_OK, err
+    strip = [line.split('"time":')[0] for line in alias]
+    assert len(alias) == 3 and strip == [line.split('"time":')[0] for line in out.splitlines()]
+    for argv in (("--stream", "/nope/song.mp3"), ("--file", "/nope/song.mp3")):
+        code, _, err = cli("run", *argv, "--no-display")
+        assert code == EXIT_INPUT_FAILED
+        assert "audio input '/nope/song.mp3': no such file (folder /nope does not exist)" in err
+        assert "no input device matches" not in err
+
+
+# ---- PulseAudio/PipeWire sources through pactl ------------------------------------------
+PACTL_JSON = r"""[{"index":0,"state":"IDLE","name":"mix.monitor","description":"Monitor of DJ Mix",
+"sample_specification":"s16le 2ch 48000Hz","channel_map":"front-left,front-right","properties":{"device.class":"monitor"}},
+{"index":1,"name":"alsa_input.usb-dj4","description":"DJ4 Multichannel","sample_specification":"s32le 4ch 44100Hz",
+"channel_map":"aux0,aux1,aux2,aux3","properties":{"device.class":"sound"}}]"""
+
+
+def fake_pactl(folder: Path, *, json_ok: bool) -> None:
+    """A ``pactl`` on the PATH that answers like pactl 16 (``json_ok``) or like an older one."""
+    (folder / "sources.json").write_text(PACTL_JSON)
+    (folder / "pactl").write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "-f" ]; then {"" if json_ok else "echo unknown option >&2; exit 1; "}'
+        f'  if [ "$3" = "info" ]; then echo \'{{"default_source_name":"mix.monitor"}}\'; exit 0; fi\n'
+        f'  cat "{folder}/sources.json"; exit 0; fi\n'
+        'if [ "$1" = "info" ]; then printf "Server Name: x\\nDefault Source: alsa_input.usb-dj4\\n"; exit 0; fi\n'
+        'printf "0\\tmix.monitor\\tmodule-x.c\\ts16le 2ch 48000Hz\\tIDLE\\n'
+        '1\\talsa_input.usb-dj4\\tmodule-alsa-card.c\\ts32le 4ch 44100Hz\\tRUNNING\\n"\n'
+    )
+    (folder / "pactl").chmod(0o755)
+
+
+def test_pulse_sources_from_pactl_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_pactl(tmp_path, json_ok=True)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    found, default = list_pulse_sources()
+    assert default == "mix.monitor"
+    assert found == [
+        PulseSource("mix.monitor", "Monitor of DJ Mix", 2, 48000, ("front-left", "front-right"), True),
+        PulseSource("alsa_input.usb-dj4", "DJ4 Multichannel", 4, 44100, ("aux0", "aux1", "aux2", "aux3"), False),
+    ]
+
+
+def test_pulse_sources_without_json_use_the_short_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_pactl(tmp_path, json_ok=False)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    found, default = list_pulse_sources()
+    assert default == "alsa_input.usb-dj4"
+    assert [(s.name, s.channels, s.rate, s.channel_map, s.monitor) for s in found] == [
+        ("mix.monitor", 2, 48000, None, True),
+        ("alsa_input.usb-dj4", 4, 44100, None, False),
+    ]
+
+
+def test_no_pactl_means_no_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pactl here
+    assert list_pulse_sources() == ([], None)
+    (tmp_path / "pactl").write_text("#!/bin/sh\necho 'Connection failure: Connection refused' >&2\nexit 1\n")
+    (tmp_path / "pactl").chmod(0o755)  # installed, but no server answers
+    assert list_pulse_sources() == ([], None)
+
+
+def test_alsa_plugin_channel_positions() -> None:
+    assert alsa_plugin_channel_map(1) == ("mono",)
+    assert alsa_plugin_channel_map(2) == ("front-left", "front-right")
+    assert alsa_plugin_channel_map(3) == ("front-left", "front-right", "aux0")
+    assert alsa_plugin_channel_map(4) == ("front-left", "front-right", "rear-left", "rear-right")
+    assert alsa_plugin_channel_map(7)[-2:] == ("lfe", "aux0")
+    assert [format_channels(c) for c in ([0], [0, 1], [2, 3], [0, 1, 4])] == ["1", "1-2", "3-4", "1-2,5"]
+
+
+# ---- device resolution and LiveInput against a fake PortAudio ------------------------------
+PA_DEVICES = [
+    {"kind": "portaudio", "index": 0, "name": "pulse", "hostapi": "ALSA", "max_input_channels": 32,
+     "default_samplerate": 44100.0},
+    {"kind": "portaudio", "index": 1, "name": "USB Card: Audio (hw:1,0)", "hostapi": "ALSA",
+     "max_input_channels": 2, "default_samplerate": 48000.0},
+]
+SOURCES = [
+    PulseSource("mix.monitor", "Monitor of DJ Mix", 2, 48000, ("front-left", "front-right"), True),
+    PulseSource("quad.monitor", "Monitor of Quad", 4, 44100, alsa_plugin_channel_map(4), True),
+    PulseSource("alsa_input.usb-dj4", "DJ4 Multichannel", 4, 44100, ("aux0", "aux1", "aux2", "aux3"), False),
+]
+
+
+class FakeStream:
+    """Stands in for ``sounddevice.InputStream``; remembers how it was opened."""
+
+    opened: list[dict[str, object]] = []
+
+    def __init__(self, **kw: object) -> None:
+        self.kw = {**kw, "PULSE_SOURCE": os.environ.get("PULSE_SOURCE")}
+        FakeStream.opened.append(self.kw)
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture()
+def fake_portaudio(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
+    import types
+
+    FakeStream.opened = []
+    fake = types.SimpleNamespace(InputStream=FakeStream, default=types.SimpleNamespace(device=[0, -1]))
+    monkeypatch.setattr(sources, "_sd", lambda: fake)
+    monkeypatch.setattr(sources, "list_input_devices", lambda: [dict(d) for d in PA_DEVICES])
+    monkeypatch.setattr(sources, "list_pulse_sources", lambda: (list(SOURCES), "mix.monitor"))
+    monkeypatch.delenv("PULSE_SOURCE", raising=False)
+    return FakeStream.opened
+
+
+def test_sources_are_found_by_name(fake_portaudio: list[dict[str, object]]) -> None:
+    d = find_input_device("quad.monitor")
+    assert (d["kind"], d["index"], d["pulse_source"], d["max_input_channels"], d["default_samplerate"]) == (
+        "pulse", 0, "quad.monitor", 4, 44100.0)
+    assert find_input_device("DJ Mix")["pulse_source"] == "mix.monitor"  # a unique part of the description
+    d = find_input_device("pulse")  # PortAudio's pulse device: the default source's channels, not the plugin's 32
+    assert (d["pulse_source"], d["max_input_channels"], d["default_samplerate"]) == (None, 2, 48000.0)
+    assert find_input_device("usb card")["index"] == 1
+    with pytest.raises(DeviceNotFoundError, match=r"'monitor \(ambiguous: 2 devices match\)'"):
+        find_input_device("monitor")
+    with pytest.raises(DeviceNotFoundError, match=r"(?s)source quad\.monitor: Monitor of Quad.*--file PATH"):
+        find_input_device("song")
+
+
+def test_a_source_opens_through_the_pulse_device_with_pulse_source_set(fake_portaudio: list[dict[str, object]]) -> None:
+    os.environ["PULSE_SOURCE"] = "users.own"
+    try:
+        inp = LiveInput("quad.monitor", streams={"deck1": [0, 1], "deck2": [2, 3]}, model_rate=16000)
+        inp.start()
+        assert os.environ["PULSE_SOURCE"] == "users.own"  # restored after the open
+    finally:
+        del os.environ["PULSE_SOURCE"]
+    (kw,) = fake_portaudio
+    assert (kw["device"], kw["channels"], kw["samplerate"], kw["PULSE_SOURCE"]) == (0, 4, 44100, "quad.monitor")
+    assert inp.name == "device quad.monitor"
+    LiveInput("mix.monitor", streams={"a": None}, model_rate=16000).start()  # no picks: PulseAudio's downmix
+    LiveInput("mix.monitor", streams={"left": [0]}, model_rate=16000).start()  # a pick: the whole source
+    LiveInput("usb card", streams={"a": None}, model_rate=16000).start()  # not PulseAudio: as before
+    assert [(k["channels"], k["PULSE_SOURCE"]) for k in fake_portaudio[1:]] == [(1, "mix.monitor"), (2, "mix.monitor"),
+                                                                                 (2, None)]
+
+
+def test_channels_a_device_does_not_have_are_an_error(fake_portaudio: list[dict[str, object]]) -> None:
+    with pytest.raises(ConfigError, match=r"stream deck2: channels=3-4 asked for, but source 'mix\.monitor' has 2 "
+                                          r"input channels \(1-2\)"):
+        LiveInput("mix.monitor", streams={"deck1": [0, 1], "deck2": [2, 3]}, model_rate=16000)
+    with pytest.raises(ConfigError, match=r"channels=3-4 asked for, but 'pulse' \(source mix\.monitor\) has 2"):
+        LiveInput("pulse", streams={"deck1": [0, 1], "deck2": [2, 3]}, model_rate=16000)
+    with pytest.raises(ConfigError, match=r"channels=3 asked for, but 'USB Card: Audio \(hw:1,0\)' has 2"):
+        LiveInput(1, streams={"a": [2]}, model_rate=16000)
+    with pytest.raises(ConfigError, match=r"positions aux0,aux1,aux2,aux3.*module-remap-source.*"
+                                          r"master=alsa_input\.usb-dj4 channels=4"):
+        LiveInput("alsa_input.usb-dj4", streams={"deck1": [0, 1]}, model_rate=16000)
+    assert fake_portaudio == []  # nothing was opened
+    code, err = _cli_code("run", "--stream", "d1=device:mix.monitor:1-2", "--stream", "d2=device:mix.monitor:3-4")
+    assert code == 2 and "has 2 input channels (1-2)" in err and "Traceback" not in err
+
+
+def _cli_code(*argv: str) -> tuple[int, str]:
+    import io
+
+    from rtmer.cli import main
+
+    err = io.StringIO()
+    return main(list(argv), stdout=io.StringIO(), stderr=err), err.getvalue()
+
+
+def test_devices_command_lists_sources(fake_portaudio: list[dict[str, object]]) -> None:
+    import io
+    import json
+
+    from rtmer.cli import main
+
+    out = io.StringIO()
+    assert main(["devices"], stdout=out, stderr=io.StringIO()) == 0
+    text = out.getvalue()
+    assert "  0: pulse (ALSA, 32 in, 44100 Hz)" in text
+    assert "    mix.monitor: Monitor of DJ Mix (monitor, 2 ch, 48000 Hz, default)" in text
+    assert "alsa_input.usb-dj4: DJ4 Multichannel (4 ch, 44100 Hz, positions aux0,aux1,aux2,aux3" in text
+    out = io.StringIO()
+    assert main(["devices", "--json"], stdout=out, stderr=io.StringIO()) == 0
+    doc = json.loads(out.getvalue())
+    pulse = {d["name"]: d for d in doc if d["kind"] == "pulse"}
+    assert pulse["quad.monitor"]["max_input_channels"] == 4 and pulse["quad.monitor"]["monitor"] is True
+    assert pulse["mix.monitor"]["default"] is True and pulse["mix.monitor"]["stream_spec"] == "device:mix.monitor"
+
+
+def test_watchdog_waits_for_the_first_audio_then_reopens_a_stall(fake_portaudio: list[dict[str, object]]) -> None:
+    now = [100.0]
+    inp = LiveInput("mix.monitor", streams={"a": [0]}, model_rate=48000, stall_seconds=1.0, start_seconds=5.0)
+    inp._clock = lambda: now[0]
+    inp.start()
+    block = np.full((480, 2), 0.1, dtype=np.float32)
+    for _ in range(20):  # 4 s without a first block: a monitor source's first audio can be that late
+        now[0] += 0.2
+        assert inp.poll() == []
+    assert inp.restarts == 0 and len(fake_portaudio) == 1
+    inp.push(block)
+    first = inp.poll()
+    assert [(b.gap, b.samples.shape[0]) for b in first] == [(False, 480)]
+    now[0] += 1.5  # delivering, then 1.5 s of nothing: a stall
+    assert inp.poll() == []
+    assert inp.restarts == 1 and len(fake_portaudio) == 2
+    now[0] += 3.0
+    gap = inp.poll()  # audio was lost in the stall: a gap for the stream
+    assert [(b.gap, b.samples.shape[0]) for b in gap] == [(True, 0)]
+    assert inp.restarts == 1  # reopened: its first audio gets start_seconds again
+    inp.push(block)
+    assert [b.gap for b in inp.poll()] == [False]
+    now[0] += 1.5
+    inp.poll()
+    assert inp.restarts == 2 and len(fake_portaudio) == 3
+    now[0] += 5.5  # a reopened device that never delivers is reopened once start_seconds have passed
+    assert [b.gap for b in inp.poll()] == [True]  # the second stall's gap
+    assert inp.restarts == 3 and len(fake_portaudio) == 4
+    inp.push(block)
+    assert [b.gap for b in inp.poll()] == [False]  # no gap for a start that delivered nothing
+    inp.close()

@@ -1,0 +1,453 @@
+"""``rtmer analyze``: audio files (and stdin) through the live stages as fast as possible.
+
+The numbers are those ``rtmer run`` emits for the same audio: the inputs are the same
+paced inputs, not paced, through the same ``Runner`` and ``Engine``. What this module
+adds around them is the batch job:
+
+- **Checks first.** ``check_outputs`` refuses an output that cannot be written
+  (``-o`` naming a folder or a file in a missing folder, ``--output-dir`` naming a
+  file) before the model is loaded or anything is analysed.
+- **Names that never collide.** With ``--output-dir`` each input gets
+  ``<file name with its extension>.<csv|json>`` (``song.ogg`` -> ``song.ogg.csv``).
+  Inputs that share a file name get as many of their parent folders as it takes to
+  tell them apart, joined with ``_`` (``x/song.wav``, ``y/song.wav`` ->
+  ``x_song.wav.csv``, ``y_song.wav.csv``); anything still equal (compared without case)
+  gets ``-2``, ``-3``... in argument order. stdin is ``stdin``. A path given twice (or
+  two paths to the same file) is analysed once, with a note on stderr.
+- **Groups.** Files are opened and analysed ``GROUP_FILES`` at a time, their hops
+  batched into one model call per round, so a long list never holds more open files
+  or ffmpeg processes than that.
+- **Interruption keeps what finished.** With ``--output-dir`` each file is written
+  (to a temporary name, then renamed) as soon as its last hop is out; ``-o`` and
+  stdout get every finished file at the end. After Ctrl-C (``stop``) the files that
+  were not finished are named on stderr and nothing is written for them.
+- **Progress and summary on stderr.** A tqdm bar [s of audio] when stderr is a
+  terminal (after one second, so short jobs stay quiet), or always with
+  ``progress=True``, never with ``progress=False`` or ``quiet``; then one line: files,
+  hours of audio, wall time and speed in multiples of real time (not with ``quiet``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+from rtmer.engine import Engine
+from rtmer.errors import AudioInputError, ConfigError
+from rtmer.runner import Runner
+from rtmer.sources import Block, Input
+from rtmer.update import Update
+
+log = logging.getLogger(__name__)
+
+GROUP_FILES = 16  # files opened and analysed at a time
+STDIN = "-"
+EXIT_OK = 0
+EXIT_INPUT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+# ---- checks and names ------------------------------------------------------------------
+def check_outputs(*, output: str | None, output_dir: str | None) -> None:
+    """Refuse outputs that cannot be written, before anything is analysed; creates ``output_dir``.
+
+    Raises ``ConfigError`` naming the value and what was expected.
+    """
+    if output and output_dir:
+        raise ConfigError(f"give --output or --output-dir, not both (got --output={output!r}, "
+                          f"--output-dir={output_dir!r})")
+    if output and output != STDIN:
+        p = Path(output)
+        if p.is_dir():
+            raise ConfigError(f"--output={output!r} is a folder; expected a file to write "
+                              f"(for one file per input use --output-dir {output})")
+        parent = p.parent
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"--output={output!r}: {str(parent)!r} is not a folder")
+        if not parent.exists():
+            raise ConfigError(f"--output={output!r}: folder {str(parent)!r} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+            raise ConfigError(f"--output={output!r}: cannot be written (permission denied)")
+    if output_dir:
+        d = Path(output_dir)
+        if d.exists() and not d.is_dir():
+            raise ConfigError(f"--output-dir={output_dir!r} is a file; expected a folder (created if missing)")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--output-dir={output_dir!r}: cannot create it ({exc.strerror})") from exc
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise ConfigError(f"--output-dir={output_dir!r}: cannot be written (permission denied)")
+
+
+def dedupe(paths: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The paths without repeats (same text, or the same file by another path), and a note per repeat."""
+    seen: dict[str, str] = {}
+    out: list[str] = []
+    notes: list[str] = []
+    for p in paths:
+        key = os.path.realpath(p) if p != STDIN and os.path.exists(p) else p
+        first = seen.get(key)
+        if first is None:
+            seen[key] = p
+            out.append(p)
+        elif first == p:
+            notes.append(f"{p!r} is given more than once; it is analysed once")
+        else:
+            notes.append(f"{p!r} is the same file as {first!r}; it is analysed once")
+    return out, notes
+
+
+def output_names(paths: Sequence[str], ext: str) -> dict[str, str]:
+    """``--output-dir`` file names for ``paths`` (unique, see the module docstring), e.g. ``song.ogg.csv``."""
+    base = {p: "stdin" if p == STDIN else Path(p).name for p in paths}
+    parents = {p: [] if p == STDIN else [x for x in Path(os.path.abspath(p)).parent.parts if x != os.sep]
+               for p in paths}
+    names: dict[str, str] = {}
+    groups: dict[str, list[str]] = {}
+    for p in paths:
+        groups.setdefault(base[p].casefold(), []).append(p)
+    for members in groups.values():
+        depth = 0
+        most = max(len(parents[p]) for p in members)
+        while True:
+            cand = {p: "_".join([*parents[p][len(parents[p]) - min(depth, len(parents[p])):], base[p]])
+                    for p in members}
+            if len({c.casefold() for c in cand.values()}) == len(members) or depth >= most:
+                break
+            depth += 1
+        names.update(cand)
+    taken: set[str] = set()
+    final: dict[str, str] = {}
+    for p in paths:
+        name, k = names[p], 1
+        while (f"{name}.{ext}" if k == 1 else f"{name}-{k}.{ext}").casefold() in taken:
+            k += 1
+        chosen = f"{name}.{ext}" if k == 1 else f"{name}-{k}.{ext}"
+        taken.add(chosen.casefold())
+        final[p] = chosen
+    return final
+
+
+# ---- writing --------------------------------------------------------------------------
+def write_analysis(fmt: str, updates: dict[str, list[Update]], order: Sequence[str], engine: Engine,
+                   out: TextIO) -> None:
+    """Write the updates of the streams in ``order`` as CSV (``textout.CsvSink``) or one JSON document."""
+    from rtmer.textout import CsvSink, update_to_dict
+
+    if fmt == "csv":
+        sink = CsvSink(out)
+        for name in order:
+            for u in updates.get(name, []):
+                sink.publish(u)
+        sink.close()
+        return
+    doc = {
+        "model": {"name": engine.info.name, "version": engine.info.version},
+        "hop_seconds": engine.info.hop_seconds,
+        "files": [
+            {"file": name, "updates": [{k: v for k, v in update_to_dict(u).items() if k not in ("type", "time")}
+                                       for u in updates.get(name, [])]}
+            for name in order
+        ],
+    }
+    json.dump(doc, out, indent=1)
+    out.write("\n")
+
+
+def _write_file(target: Path, write: Callable[[TextIO], None]) -> None:
+    """Write through a temporary name in the same folder, then rename: never a half-written file."""
+    tmp = target.with_name(f".{target.name}.rtmer-partial")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            write(f)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+# ---- one input, watched ----------------------------------------------------------------
+class _Tracked:
+    """An ``Input`` passed through, noting whether it reached its end by itself (``completed``).
+
+    The runner closes every input when it stops, which also marks it finished; only an
+    input that reported its end from ``poll`` before ``stop`` was set has been analysed
+    to the end. ``failed`` is an error seen before ``stop``: one after it (a decoder
+    killed by the same Ctrl-C) leaves the input not done rather than failed.
+    """
+
+    def __init__(self, inner: Input, path: str, stop: threading.Event) -> None:
+        self.inner = inner
+        self.path = path
+        self.name = inner.name
+        self.streams = inner.streams
+        self.completed = False
+        self.failed: str | None = None
+        self._stop = stop
+
+    def _note_error(self) -> None:
+        if self.inner.error and self.failed is None and not self._stop.is_set():
+            self.failed = self.inner.error
+
+    @property
+    def finished(self) -> bool:
+        return self.inner.finished
+
+    @finished.setter
+    def finished(self, value: bool) -> None:
+        self.inner.finished = value
+
+    @property
+    def error(self) -> str | None:
+        return self.inner.error
+
+    @error.setter
+    def error(self, value: str | None) -> None:
+        self.inner.error = value
+        self._note_error()
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def fileno(self) -> int | None:
+        return self.inner.fileno()
+
+    def next_due(self) -> float | None:
+        return self.inner.next_due()
+
+    def poll(self) -> list[Block]:
+        blocks = self.inner.poll()
+        self._note_error()
+        if self.inner.finished and not self.inner.error and not self._stop.is_set():
+            self.completed = True
+        return blocks
+
+    def stats(self) -> dict[str, int]:
+        return self.inner.stats()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+# ---- the job ---------------------------------------------------------------------------
+@dataclass
+class AnalyzeJob:
+    """What to analyse and where to write it (the ``rtmer analyze`` arguments).
+
+    ``pcm`` is (format, rate [Hz], channels) of raw PCM on stdin, or None: stdin then
+    holds an encoded stream (a file format). ``progress``: None shows the bar when
+    stderr is a terminal.
+    """
+
+    files: list[str]
+    out_format: str = "csv"
+    output: str | None = None
+    output_dir: str | None = None
+    pcm: tuple[str, int, int] | None = None
+    progress: bool | None = None
+    quiet: bool = False
+
+
+@dataclass
+class _Outcome:
+    done: list[str] = field(default_factory=list)  # analysed to the end (and written, with --output-dir)
+    failed: dict[str, str] = field(default_factory=dict)  # path -> why
+
+
+def _chunks(items: Sequence[str], n: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), n):
+        yield list(items[i:i + n])
+
+
+def _amount(seconds: float) -> str:
+    if seconds >= 360:
+        return f"{seconds / 3600:.2f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+class _Progress:
+    """The tqdm bar [s of audio] and messages that do not break it."""
+
+    def __init__(self, *, total: float | None, show: bool, delay: float, err: TextIO) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.err = err
+        self.bar = tqdm(total=total, unit="s", unit_scale=True, file=err, desc="analyze", disable=not show,
+                        delay=delay, leave=False, dynamic_ncols=True)
+        self.show = show
+
+    def say(self, text: str) -> None:
+        if self.show:
+            self._tqdm.write(text, file=self.err)
+        else:
+            self.err.write(text + "\n")
+            self.err.flush()
+
+    def advance(self, seconds: float) -> None:
+        if seconds > 0:
+            self.bar.update(seconds)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: TextIO,
+                 stop: threading.Event, stdin: BinaryIO | None = None) -> int:
+    """Analyse ``job.files``; returns the exit code (0 ok, 1 some failed, 130 interrupted).
+
+    Call ``check_outputs`` first. ``stop`` set (Ctrl-C) ends the analysis within a
+    round; what was finished is written. ``stdin`` (a binary file) stands in for
+    ``sys.stdin.buffer`` for ``-``.
+    """
+    from rtmer.decode import duration_seconds, open_audio, open_stdin
+    from rtmer.sources import PcmInput
+
+    paths, notes = dedupe(job.files)
+    names = output_names(paths, job.out_format) if job.output_dir else {}
+    durations = {p: (None if p == STDIN else duration_seconds(p)) for p in paths}
+    known = [d for d in durations.values() if d is not None]
+    total = sum(known) if len(known) == len(paths) else None
+    show = job.progress if job.progress is not None else (not job.quiet and bool(getattr(stderr, "isatty", bool)()))
+    progress = _Progress(total=total, show=show, delay=0.0 if job.progress else 1.0, err=stderr)
+    for note in notes:
+        progress.say(f"rtmer: {note}")
+    rate = engine.info.sample_rate
+    outcome = _Outcome()
+    rows: dict[str, list[Update]] = {}
+    position: dict[str, float] = {}
+    not_done: list[str] = []
+    started = time.monotonic()
+
+    def write_one(path: str) -> None:
+        assert job.output_dir is not None
+        target = Path(job.output_dir) / names[path]
+        try:
+            _write_file(target, lambda f: write_analysis(job.out_format, rows, [path], engine, f))
+        except OSError as exc:
+            outcome.failed[path] = f"cannot write {str(target)!r} ({exc.strerror or exc})"
+            progress.say(f"rtmer: {path}: {outcome.failed[path]}")
+            return
+        outcome.done.append(path)
+        rows.pop(path, None)  # written: free it
+
+    def finish(path: str) -> None:
+        """``path`` was analysed to its end: write it now (``--output-dir``) or keep it for the end."""
+        log.info("finished %s (%s of audio)", path, _amount(position.get(path, 0.0)))
+        if job.output_dir:
+            write_one(path)
+        else:
+            outcome.done.append(path)
+
+    class Collect:
+        def publish(self, update: Update) -> None:
+            rows.setdefault(update.stream, []).append(update)
+
+        def close(self) -> None:
+            pass
+
+    redirect = contextlib.nullcontext()
+    if show:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        redirect = logging_redirect_tqdm()
+    try:
+        with redirect:
+            for group in _chunks(paths, GROUP_FILES):
+                if stop.is_set():
+                    not_done.extend(group)
+                    continue
+                tracked: list[_Tracked] = []
+                for p in group:
+                    try:
+                        if p == STDIN and job.pcm is not None:
+                            fmt, pcm_rate, channels = job.pcm
+                            inp: Input = PcmInput(STDIN, fmt=fmt, rate=pcm_rate, channels=channels,
+                                                  model_rate=rate, source=stdin)
+                        elif p == STDIN:
+                            inp = open_stdin(stream=STDIN, model_rate=rate, source=stdin)
+                        else:
+                            inp = open_audio(p, stream=p, model_rate=rate, realtime=False)
+                    except AudioInputError as exc:
+                        outcome.failed[p] = str(exc)
+                        progress.say(f"rtmer: {exc}")
+                        continue
+                    tracked.append(_Tracked(inp, p, stop))
+                if not tracked:
+                    continue
+                finished: set[str] = set()
+
+                def on_updates(updates: list[Update], tracked: list[_Tracked] = tracked,
+                               finished: set[str] = finished) -> None:
+                    for u in updates:
+                        t = u.t
+                        d = durations.get(u.stream)
+                        if d is not None:
+                            t = min(t, d)
+                        progress.advance(t - position.get(u.stream, 0.0))
+                        position[u.stream] = max(t, position.get(u.stream, 0.0))
+                    for tr in tracked:  # the runner calls this once a round's updates are all out
+                        if tr.completed and tr.path not in finished:
+                            finished.add(tr.path)
+                            finish(tr.path)
+
+                summary = Runner(engine, tracked, [Collect()], on_updates=on_updates, stop=stop).run()
+                for tr in tracked:
+                    # an error before Ctrl-C, or start() failing (the runner records that itself)
+                    why = tr.failed or (summary.failed_inputs.get(tr.name) if not stop.is_set() else None)
+                    if why:
+                        outcome.failed[tr.path] = why
+                        progress.say(f"rtmer: {tr.name}: {why}")
+                        rows.pop(tr.path, None)
+                    elif tr.completed:
+                        if tr.path not in finished:  # its last round had no updates
+                            finished.add(tr.path)
+                            finish(tr.path)
+                    else:
+                        not_done.append(tr.path)
+                        rows.pop(tr.path, None)
+    finally:
+        progress.close()
+    elapsed = time.monotonic() - started
+    done = [p for p in paths if p in set(outcome.done)]
+    audio_seconds = sum(position.get(p, 0.0) for p in done)
+    processed = sum(position.values())  # with the unfinished and failed files: what the speed is of
+    if not job.output_dir and done:
+        if job.output and job.output != STDIN:
+            target = Path(job.output)
+            try:
+                _write_file(target, lambda f: write_analysis(job.out_format, rows, done, engine, f))
+            except OSError as exc:
+                stderr.write(f"rtmer: cannot write {job.output!r} ({exc.strerror or exc})\n")
+                return EXIT_INPUT_FAILED
+        else:
+            write_analysis(job.out_format, rows, done, engine, stdout)
+            stdout.flush()
+    n = len(paths)
+    if outcome.failed:
+        failed = [p for p in paths if p in outcome.failed]
+        stderr.write(f"rtmer: {len(failed)} of {n} files failed: {', '.join(failed)}\n")
+    if not_done:
+        stderr.write(f"rtmer: interrupted; {len(not_done)} of {n} files not done, nothing written for them: "
+                     f"{', '.join(not_done)}\n")
+    if not job.quiet:
+        speed = f", {processed / elapsed:.0f}x real time" if elapsed > 0 and processed else ""
+        where = f" to {job.output_dir}" if job.output_dir else (f" to {job.output}" if job.output else "")
+        stderr.write(f"rtmer: analysed {len(done)} of {n} file{'s' if n != 1 else ''}{where}, "
+                     f"{_amount(audio_seconds)} of audio in {elapsed:.1f} s{speed}\n")
+    stderr.flush()
+    if not_done:
+        return EXIT_INTERRUPTED
+    return EXIT_INPUT_FAILED if outcome.failed else EXIT_OK
