@@ -39,10 +39,10 @@ class LargeHead(nn.Module):
         y, new_hidden = self.gru(x, hidden.unsqueeze(0).contiguous())
         return torch.tanh(self.va(y)), self.gems(y), new_hidden.squeeze(0)
 
-    def run_cold(self, embeddings: Tensor) -> tuple[Tensor, Tensor]:
-        """From a cold state, as in training: (va, GEMS logits)."""
+    def run_cold(self, embeddings: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """From a cold state, as in training: (va, {"gems": GEMS logits})."""
         va, gems, _ = self(embeddings, torch.zeros(embeddings.shape[0], self.hidden))
-        return va, gems
+        return va, {"gems": gems}
 
 
 class LargeEnsemble(nn.Module):
@@ -59,9 +59,9 @@ class LargeEnsemble(nn.Module):
         gems = torch.stack([o[1] for o in outputs]).mean(dim=0)
         return va, gems, torch.cat([o[2] for o in outputs], dim=1)
 
-    def run_cold(self, embeddings: Tensor) -> tuple[Tensor, Tensor]:
+    def run_cold(self, embeddings: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         va, gems, _ = self(embeddings, torch.zeros(embeddings.shape[0], self.hidden))
-        return va, gems
+        return va, {"gems": gems}
 
 
 class LargeStreamingModel(nn.Module):

@@ -7,7 +7,9 @@ One ``Item`` is one recording with whatever labels it has:
 - a quadrant clip (4Q): only the signs, a logistic loss on ``SIGN_SCALE * estimate``;
 - an Emotify clip: the nine GEMS proportions, a target of the auxiliary head (training only);
 - a VGMIDI render: per-hop valence and arousal, the only labels that change within a piece;
-- any of them may carry a teacher's per-hop estimate, a distillation target on every hop.
+- any of them may carry a teacher's per-hop estimate, a distillation target on every hop,
+  and the pretrained tagger's per-hop MSD tag probabilities, the target of an auxiliary
+  output of the student (training only): a richer signal than two numbers a hop.
 
 Crops start from a cold state, as a stream can. A ``medley_share`` of the crops are two
 half-crops of different items spliced together, with each half keeping its own labels, so
@@ -26,12 +28,13 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from training.musicnn import MSD_TAGS
 from training.realmusic import GEMS, QUADRANT_SIGNS
 
 WARMUP_HOPS = 4  # clip-level labels are not scored in a clip's first 2 s
 SWITCH_GRACE_HOPS = 3
 SIGN_SCALE = 4.0
-LOSS_WEIGHTS = {"rating": 1.0, "hops": 0.5, "sign": 0.3, "gems": 0.5, "teacher": 1.0}
+LOSS_WEIGHTS = {"rating": 1.0, "hops": 0.5, "sign": 0.3, "gems": 0.5, "teacher": 1.0, "tags": 0.0}
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Item:
     first_hop: int = 0
     variant: str = ""
     teacher: np.ndarray | None = None  # [n_hops, 2]
+    teacher_tags: np.ndarray | None = None  # [n_hops, 50] MSD tag probabilities
 
     def n_hops(self, rows_per_hop: int) -> int:
         return len(self.inputs) // rows_per_hop
@@ -65,10 +69,12 @@ class MixedConfig:
     weight_decay: float = 1e-3
     medley_share: float = 0.3
     hop_weight: float = LOSS_WEIGHTS["hops"]  # of VGMIDI's time-continuous labels, against the clip-level ones
+    teacher_weight: float = LOSS_WEIGHTS["teacher"]  # of the teacher's per-hop estimates (distillation)
+    tags_weight: float = LOSS_WEIGHTS["tags"]  # of the tagger's per-hop tag probabilities (student only)
     seed: int = 0
 
     def loss_weights(self) -> dict[str, float]:
-        return {**LOSS_WEIGHTS, "hops": self.hop_weight}
+        return {**LOSS_WEIGHTS, "hops": self.hop_weight, "teacher": self.teacher_weight, "tags": self.tags_weight}
 
 
 @dataclass
@@ -82,6 +88,8 @@ class Targets:
     gems_mask: Tensor
     teacher: Tensor  # [b, hops, 2]
     teacher_mask: Tensor
+    tags: Tensor  # [b, hops, 50]
+    tags_mask: Tensor
 
 
 @dataclass
@@ -91,8 +99,9 @@ class History:
     best_epoch: int = -1
 
 
-# A head maps inputs [b, hops * rows, d] (from a cold state) to (va [b, hops, 2], gems logits [b, hops, 9] or None).
-HeadRun = Callable[[Tensor], tuple[Tensor, Tensor | None]]
+# A head maps inputs [b, hops * rows, d] (from a cold state) to (va [b, hops, 2], auxiliary logits by
+# name: "gems" [b, hops, 9], "tags" [b, hops, 50]; each only where the head has that output).
+HeadRun = Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]
 
 
 def _fill(item: Item, targets: dict[str, np.ndarray], row: int, at: int, start: int, count: int) -> None:
@@ -102,6 +111,9 @@ def _fill(item: Item, targets: dict[str, np.ndarray], row: int, at: int, start: 
         if item.teacher is not None and hop < len(item.teacher):
             targets["teacher"][row, position] = item.teacher[hop]
             targets["teacher_mask"][row, position] = 1
+        if item.teacher_tags is not None and hop < len(item.teacher_tags):
+            targets["tags"][row, position] = item.teacher_tags[hop]
+            targets["tags_mask"][row, position] = 1
         if item.hop_labels is not None and item.first_hop <= hop < item.first_hop + len(item.hop_labels):
             targets["va"][row, position] = item.hop_labels[hop - item.first_hop]
             targets["hop_mask"][row, position] = 1
@@ -125,9 +137,9 @@ def make_batch(
     """Inputs [b, crop_hops * rows, d] and targets; each crop is a list of (item, first hop, hops)."""
     width = pad_row.shape[-1]
     inputs = np.broadcast_to(pad_row, (len(pieces), crop_hops * rows_per_hop, width)).copy()
-    shapes = {"va": 2, "sign": 2, "gems": len(GEMS), "teacher": 2}
+    shapes = {"va": 2, "sign": 2, "gems": len(GEMS), "teacher": 2, "tags": len(MSD_TAGS)}
     targets = {name: np.zeros((len(pieces), crop_hops, n), np.float32) for name, n in shapes.items()}
-    for mask in ("va_mask", "hop_mask", "sign_mask", "gems_mask", "teacher_mask"):
+    for mask in ("va_mask", "hop_mask", "sign_mask", "gems_mask", "teacher_mask", "tags_mask"):
         targets[mask] = np.zeros((len(pieces), crop_hops), np.float32)
     for row, crop in enumerate(pieces):
         at = 0
@@ -160,7 +172,7 @@ def draw_crops(items: Sequence[Item], config: MixedConfig, rows_per_hop: int, rn
     return [crops[i] for i in order]
 
 
-def mixed_loss(va: Tensor, gems_logits: Tensor | None, targets: Targets, weights: dict[str, float] = LOSS_WEIGHTS) -> Tensor:
+def mixed_loss(va: Tensor, aux: dict[str, Tensor], targets: Targets, weights: dict[str, float] = LOSS_WEIGHTS) -> Tensor:
     """Weighted sum of the per-kind losses, each averaged over the hops where it applies."""
 
     def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -173,9 +185,12 @@ def mixed_loss(va: Tensor, gems_logits: Tensor | None, targets: Targets, weights
     loss = loss + weights["sign"] * masked_mean(sign, targets.sign_mask)
     teacher = (va - targets.teacher).square().mean(dim=-1)
     loss = loss + weights["teacher"] * masked_mean(teacher, targets.teacher_mask)
-    if gems_logits is not None:
-        gems = (torch.sigmoid(gems_logits) - targets.gems).square().mean(dim=-1)
+    if "gems" in aux:
+        gems = (torch.sigmoid(aux["gems"]) - targets.gems).square().mean(dim=-1)
         loss = loss + weights["gems"] * masked_mean(gems, targets.gems_mask)
+    if "tags" in aux:
+        tags = nn.functional.binary_cross_entropy_with_logits(aux["tags"], targets.tags, reduction="none").mean(dim=-1)
+        loss = loss + weights["tags"] * masked_mean(tags, targets.tags_mask)
     return loss
 
 
@@ -203,8 +218,8 @@ def train_mixed(
         losses = []
         for start in tqdm(range(0, len(crops), config.batch_size), desc=f"{desc} epoch {epoch + 1}", unit="batch", leave=False):
             inputs, targets = make_batch(train, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row)
-            va, gems = run(inputs)
-            loss = mixed_loss(va, gems, targets, config.loss_weights())
+            va, aux = run(inputs)
+            loss = mixed_loss(va, aux, targets, config.loss_weights())
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
@@ -233,7 +248,7 @@ def evaluate_loss(
     total, batches = 0.0, 0
     for start in range(0, len(crops), config.batch_size):
         inputs, targets = make_batch(items, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row)
-        va, gems = run(inputs)
-        total += mixed_loss(va, gems, targets, config.loss_weights()).item()
+        va, aux = run(inputs)
+        total += mixed_loss(va, aux, targets, config.loss_weights()).item()
         batches += 1
     return total / max(batches, 1)

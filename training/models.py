@@ -263,6 +263,11 @@ class Hybrid(Head):
         ]
 
     def forward(self, features: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        va, new_states, _ = self.forward_with_hidden(features, states)
+        return va, new_states
+
+    def forward_with_hidden(self, features: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor], Tensor]:
+        """``forward``, and the MLP's hidden layer at the end of each hop [batch, hops, mlp_width] (for auxiliary outputs in training)."""
         mel_context, mfcc_context, conv_context, h, c, running = states
         x = self.normalizer(features)
         mel = torch.cat([mel_context.unsqueeze(1), x[..., MEL]], dim=1)
@@ -290,9 +295,11 @@ class Hybrid(Head):
         key_mode = key_mode_scores(running_chroma, self.key_profiles)
         static_out = torch.relu(self.static_dense(torch.cat([static, key_mode], dim=-1)))
 
-        y = self.mlp(torch.cat([conv_steps, lstm_out, static_out], dim=-1))
+        hidden = self.mlp[1](self.mlp[0](torch.cat([conv_steps, lstm_out, static_out], dim=-1)))
+        y = self.mlp[2](hidden)
         va = torch.tanh(last_step_of_each_hop(y, STEPS_PER_HOP))
-        return va, [mel[:, -1], with_past[:, -2:], conv_context, h_out.squeeze(0), c_out.squeeze(0), running]
+        new_states = [mel[:, -1], with_past[:, -2:], conv_context, h_out.squeeze(0), c_out.squeeze(0), running]
+        return va, new_states, last_step_of_each_hop(hidden, STEPS_PER_HOP)
 
     def _running_stats(self, steps: Tensor, running: Tensor) -> tuple[Tensor, Tensor]:
         """Bias-corrected exponential mean and std after each step, in closed form.

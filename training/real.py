@@ -31,7 +31,8 @@ from training.features import cached_features
 from training.frontend import FRAMES_PER_HOP, HOP_SAMPLES, N_MELS, SAMPLE_RATE, FrontEnd, clip_features
 from training.large import LargeEnsemble, LargeHead
 from training.mixed import Item, MixedConfig, train_mixed
-from training.models import Fusion, Head, zero_states
+from training.models import Fusion, Head, Hybrid, zero_states
+from training.musicnn import MSD_TAGS, PENULTIMATE
 from training.realeval import (
     LoudnessBaseline,
     clip_estimate,
@@ -134,8 +135,15 @@ def train_large(entries: Sequence[Entry], train: np.ndarray, val: np.ndarray, co
     return LargeEnsemble(heads).eval()
 
 
+def tag_probabilities(embeddings: np.ndarray | None) -> np.ndarray | None:
+    """The tagger's per-hop MSD tag probabilities [n_hops, 50], from its cached embeddings (tag logits last)."""
+    if embeddings is None:
+        return None
+    return (1 / (1 + np.exp(-embeddings[:, PENULTIMATE:].astype(np.float32)))).astype(np.float32)
+
+
 def student_items(entries: Sequence[Entry], teacher: dict[str, np.ndarray]) -> list[Item]:
-    return [replace(e.item, teacher=teacher.get(e.item.item_id)) for e in entries]
+    return [replace(e.item, teacher=teacher.get(e.item.item_id), teacher_tags=tag_probabilities(e.embeddings)) for e in entries]
 
 
 def build_student(spec: str) -> Head:
@@ -153,12 +161,21 @@ def train_student(spec: str, entries: Sequence[Entry], teacher: dict[str, np.nda
     for member in members:
         member.normalizer.fit(mean, std)
     silence = clip_features(FrontEnd(), np.zeros(HOP_SAMPLES, np.float32))[:1]
+    tags = None
+    if config.tags_weight > 0:
+        if not isinstance(head, Hybrid):
+            raise ValueError(f"tags_weight={config.tags_weight} needs a hybrid student (an MLP hidden layer to read the tags from); got {spec!r}")
+        tags = torch.nn.Linear(head.mlp[0].out_features, len(MSD_TAGS))  # training only: not part of the exported model
 
-    def run(inputs: torch.Tensor) -> tuple[torch.Tensor, None]:
-        va, _ = head(inputs, zero_states(head, inputs.shape[0]))
-        return va, None
+    def run(inputs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        states = zero_states(head, inputs.shape[0])
+        if tags is None:
+            return head(inputs, states)[0], {}
+        va, _, hidden = head.forward_with_hidden(inputs, states)  # type: ignore[operator]
+        return va, {"tags": tags(hidden)}
 
-    train_mixed(head, run, [items[i] for i in train], [items[i] for i in val], config, rows_per_hop=FRAMES_PER_HOP, pad_row=silence, desc=desc)
+    trained = head if tags is None else torch.nn.ModuleDict({"head": head, "tags": tags})
+    train_mixed(trained, run, [items[i] for i in train], [items[i] for i in val], config, rows_per_hop=FRAMES_PER_HOP, pad_row=silence, desc=desc)
     return head.eval()
 
 
@@ -281,6 +298,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=MixedConfig.learning_rate)
     parser.add_argument("--medley-share", type=float, default=MixedConfig.medley_share)
     parser.add_argument("--hop-weight", type=float, default=MixedConfig.hop_weight, help="weight of VGMIDI's time-continuous loss")
+    parser.add_argument("--teacher-weight", type=float, default=MixedConfig.teacher_weight, help="default: weight of the distillation loss")
+    parser.add_argument("--tags-weight", type=float, default=MixedConfig.tags_weight, help="default: weight of the MSD tags (from the tagger) on an auxiliary output")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=REPO / "build")
@@ -299,8 +318,8 @@ def run(args: argparse.Namespace) -> int:
     if args.size == "default" and args.teacher is None:
         print("error: --size default needs --teacher RUN (the large model's run folder)", file=sys.stderr)
         return 2
-    config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, medley_share=args.medley_share, hop_weight=args.hop_weight, seed=args.seed)
-    entries = load_corpus(args, with_embeddings=args.size == "large")
+    config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, medley_share=args.medley_share, hop_weight=args.hop_weight, teacher_weight=args.teacher_weight, tags_weight=args.tags_weight, seed=args.seed)
+    entries = load_corpus(args, with_embeddings=args.size == "large" or args.tags_weight > 0)
     args.out.mkdir(parents=True, exist_ok=True)
     folds = fold_indices([e.item.group for e in entries], [e.item.stratum for e in entries], args.folds, args.seed)
     (args.out / "splits.json").write_text(json.dumps({"seed": args.seed, "folds": [[entries[i].item.item_id for i in f] for f in folds]}))

@@ -104,7 +104,7 @@ def test_each_label_kind_reaches_its_loss_only_where_it_applies() -> None:
     assert targets.hop_mask[2].all()  # VGMIDI: every hop
     assert targets.sign_mask[3, 5:8].sum() == 0 and targets.sign_mask[3, 8:].all()  # grace after a splice
     va = torch.zeros(4, 10, 2, requires_grad=True)
-    mixed_loss(va, None, targets).backward()
+    mixed_loss(va, {}, targets).backward()
     assert va.grad is not None and va.grad[0, :4].abs().sum() == 0 and va.grad[0, 4:].abs().sum() > 0
 
 
