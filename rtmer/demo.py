@@ -6,18 +6,18 @@
 ==========  =======  ===========================================  ==============================
 section     tempo    harmony and instruments                      rhythm
 ==========  =======  ===========================================  ==============================
-calm        60 bpm   C major (I-vi-IV-V): nylon guitar, slow      guitar arpeggio in quarters,
-                     strings, acoustic bass, soft flute           no drums, soft
+calm        56 bpm   C major (I-vi-IV-V): nylon guitar, slow      guitar in half notes, let
+                     strings, a warm pad                          ring, no drums, soft
 excited     132 bpm  C major (I-V-vi-IV): saw lead, piano,        four on the floor, claps,
                      synth brass, finger bass                     eighth hats, loud
-sad         58 bpm   A minor (i-VI-iv-V): soft piano, strings,    held chords, a slow falling
-                     a cello line                                 cello line, no drums
+sad         50 bpm   A minor lament (the bass falls A-G-F-E):     slow broken chords, a falling
+                     soft piano, low strings, a cello line        cello line, no drums
 tense       170 bpm  E Phrygian riff with the tritone: two        palm-muted sixteenths, double
                      distorted guitars, picked bass               kick, crash, loud
 ==========  =======  ===========================================  ==============================
 
 The sections are composed as MIDI and rendered with General MIDI instruments by
-``python -m training.demo_music``; the renders (about 20 s each, whole bars) ship in the
+``python -m training.demo_music``; the renders (20 to 24 s each, whole bars) ship in the
 package as ``rtmer/demo_music/*.ogg`` and are found with ``importlib.resources``. A
 section shorter than its render is its first ``section_seconds``; a longer one repeats
 it, on a bar line.
@@ -41,7 +41,7 @@ class Section:
     bpm: float
 
 
-SECTIONS = (Section("calm", 60), Section("excited", 132), Section("sad", 58), Section("tense", 170))
+SECTIONS = (Section("calm", 56), Section("excited", 132), Section("sad", 50), Section("tense", 170))
 
 
 def section_audio(name: str, rate: int) -> np.ndarray:

@@ -10,17 +10,17 @@ music a listener, or a model trained on recordings, knows:
 ==========  =======  ===========================================  ==============================
 section     tempo    harmony and instruments                      rhythm
 ==========  =======  ===========================================  ==============================
-calm        60 bpm   C major (I-vi-IV-V): nylon guitar, slow      guitar arpeggio in quarters,
-                     strings, acoustic bass, soft flute           no drums, soft
+calm        56 bpm   C major (I-vi-IV-V): nylon guitar, slow      guitar in half notes, let
+                     strings, a warm pad                          ring, no drums, soft
 excited     132 bpm  C major (I-V-vi-IV): saw lead, piano,        four on the floor, claps,
                      synth brass, finger bass                     eighth hats, loud
-sad         58 bpm   A minor (i-VI-iv-V): soft piano, strings,    held chords, a slow falling
-                     a cello line                                 cello line, no drums
+sad         50 bpm   A minor lament (the bass falls A-G-F-E):     slow broken chords, a falling
+                     soft piano, low strings, a cello line        cello line, no drums
 tense       170 bpm  E Phrygian riff with the tritone: two        palm-muted sixteenths, double
                      distorted guitars, picked bass               kick, crash, loud
 ==========  =======  ===========================================  ==============================
 
-Each section is a whole number of bars, about ``SECTION_SECONDS`` long, so that it loops
+Each section is the fewest whole bars that last ``SECTION_SECONDS``, so that it loops
 on a bar line.
 """
 
@@ -83,25 +83,18 @@ def bars_for(bpm: float) -> int:
 
 
 def calm() -> Score:
-    score = Score(60, bars_for(60))
-    score.program(0, 24, 90)  # nylon guitar
-    score.program(1, 49, 70)  # slow strings
-    score.program(2, 32, 80)  # acoustic bass
-    score.program(3, 73, 70)  # flute
+    score = Score(56, bars_for(56))
+    score.program(0, 24, 80)  # nylon guitar
+    score.program(1, 49, 80)  # slow strings
+    score.program(2, 89, 60)  # warm pad
     chords = ((48, 55, 64, 67, 72), (45, 52, 60, 64, 69), (41, 53, 60, 65, 69), (43, 55, 62, 67, 71))
-    melody = (76, None, 72, None, 76, None, 76, None, 74, None, 74, None, 76, None, 79, None)
     for bar in range(score.bars):
         chord, start = chords[bar % 4], bar * 4
-        for k, index in enumerate((0, 2, 3, 4)):
-            score.note(0, chord[index], start + k, 2.5, 55 if k == 0 else 45)
-        for pitch in chord[1:3]:
-            score.note(1, pitch + 12, start, 4, 45)
-        score.note(2, chord[0] - 12, start, 2, 60)
-        score.note(2, chord[0] - 5, start + 2, 2, 55)
-        for k in range(4):
-            pitch = melody[(start + k) % 16]
-            if pitch is not None:
-                score.note(3, pitch, start + k, 2, 45)
+        for k, index in enumerate((0, 3, 4, 2)):  # half notes, let ring
+            score.note(0, chord[index], start + 2 * (k // 2) + (k % 2), 3.0, 45 if k else 52)
+        for pitch in chord[1:4]:
+            score.note(1, pitch, start, 4, 42)
+            score.note(2, pitch + 12, start, 4, 35)
     return score
 
 
@@ -136,22 +129,23 @@ def excited() -> Score:
 
 
 def sad() -> Score:
-    score = Score(58, bars_for(58))
-    score.program(0, 0, 90)  # piano
-    score.program(1, 48, 75)  # strings
+    score = Score(50, bars_for(50))
+    score.program(0, 0, 85)  # piano
+    score.program(1, 48, 70)  # strings
     score.program(2, 42, 85)  # cello
-    chords = ((45, 57, 60, 64), (41, 57, 60, 65), (38, 53, 57, 62), (40, 56, 59, 64))
-    melody = (52, 50, 48, 47, 48, 45, 47, 44)
+    bass = (45, 43, 41, 40)  # the lament: a bass falling by step, A G F E
+    chords = ((57, 60, 64), (55, 59, 62), (53, 57, 60), (52, 56, 59))  # Am, G/B-ish, F, E
+    melody = (64, 62, 60, 59, 60, 59, 57, 56)
     for bar in range(score.bars):
-        chord, start = chords[bar % 4], bar * 4
-        score.note(0, chord[0] - 12, start, 4, 50)
-        score.note(0, chord[0], start, 4, 45)
-        for k in range(4):
-            score.note(0, chord[1 + k % 3], start + k, 1.2, 40)
-        score.note(1, chord[1], start, 4, 45)
-        score.note(1, chord[3], start, 4, 40)
-        score.note(2, melody[(2 * bar) % 8], start, 2, 65)
-        score.note(2, melody[(2 * bar + 1) % 8], start + 2, 2, 60)
+        start = bar * 4
+        score.note(0, bass[bar % 4] - 12, start, 4, 45)
+        score.note(0, bass[bar % 4], start, 4, 40)
+        for k, pitch in enumerate(chords[bar % 4]):
+            score.note(0, pitch, start + 1 + k, 1.5, 32)
+        for pitch in chords[bar % 4][::2]:
+            score.note(1, pitch - 12, start, 4, 40)
+        score.note(2, melody[(2 * bar) % 8] - 12, start, 2, 60)
+        score.note(2, melody[(2 * bar + 1) % 8] - 12, start + 2, 2, 55)
     return score
 
 

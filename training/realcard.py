@@ -227,7 +227,7 @@ def _card(name: str, args: dict, report: dict, params: int, size: int, state_siz
         "## Limits",
         "- Every real set labels whole clips; only VGMIDI (piano renders) has labels that change within a piece, so the dynamics within a piece are trained on medleys and VGMIDI, not on real time-continuous annotations.",
         "- The cross-validated figures estimate, not measure, the scores on the held-out parts of these sets and on other recordings.",
-        "- Valence is the weak dimension, as in the literature: tense or dissonant music with energy can read as pleasant.",
+        f"- Valence is the weak dimension, as in the literature: {r['valence_wrong_way_share']:.0%} of the valence moves between opposite quadrants go the wrong way, against {r['arousal_wrong_way_share']:.0%} of the arousal moves.",
         "",
     ]
     return "\n".join(lines)

@@ -50,9 +50,14 @@ def section_means(model: StreamingModel) -> dict[str, np.ndarray]:
     return {s.name: va[first + (k + 1) * per_section - settled : first + (k + 1) * per_section].mean(axis=0) for k, s in enumerate(SECTIONS)}
 
 
-@pytest.mark.xfail(reason="open (issue 6, item 5): the synthesised sad and tense sections still read pleasant on rtmer-default, calm and tense sit on the valence axis on rtmer-large", strict=False)
+KNOWN_MISREADINGS = {("rtmer-default", "sad"): "rtmer-default reads the sad section (a minor lament on piano and cello) as neutral to calm: its valence is the weak dimension"}
+
+
 @pytest.mark.parametrize("section", [s.name for s in SECTIONS])
-def test_each_demo_section_reads_as_the_mood_it_claims(section_means: dict[str, np.ndarray], section: str) -> None:
+def test_each_demo_section_reads_as_the_mood_it_claims(model: StreamingModel, section_means: dict[str, np.ndarray], section: str, request: pytest.FixtureRequest) -> None:
+    known = KNOWN_MISREADINGS.get((model.info.name, section))
+    if known:
+        request.applymarker(pytest.mark.xfail(reason=f"open (issue 6, item 5): {known}", strict=True))
     assert quadrant(*section_means[section]) == section, section_means  # the section names are the mood names
     if section == "calm":  # bright major music more pleasant than dark minor or dissonant music
         assert section_means["calm"][0] > section_means["tense"][0] + 0.1, section_means
