@@ -10,12 +10,38 @@ The Python API (see the README's "Python API"):
   its parameters. Errors are in ``rtmer.errors`` (all derive from ``RtmerError``).
 """
 
-__version__ = "0.1.0"  # first, so that a module imported below may read it
+from __future__ import annotations
 
-from rtmer import client  # noqa: E402
-from rtmer.errors import RtmerError  # noqa: E402
-from rtmer.smoothing import SmoothingConfig  # noqa: E402
-from rtmer.tracker import Tracker  # noqa: E402
-from rtmer.update import Update  # noqa: E402
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from rtmer import client
+    from rtmer.errors import RtmerError
+    from rtmer.smoothing import SmoothingConfig
+    from rtmer.tracker import Tracker
+    from rtmer.update import Update
+
+# Imported when first used (PEP 562), so that `import rtmer.cli` stays light: the `rtmer`
+# command then handles a Ctrl-C from its first moments instead of printing a traceback
+# from inside numpy's import.
+_LAZY = {
+    "client": "rtmer.client",
+    "RtmerError": "rtmer.errors",
+    "SmoothingConfig": "rtmer.smoothing",
+    "Tracker": "rtmer.tracker",
+    "Update": "rtmer.update",
+}
 
 __all__ = ["RtmerError", "SmoothingConfig", "Tracker", "Update", "__version__", "client"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rtmer' has no attribute {name!r}")
+    value = import_module(module) if module == f"rtmer.{name}" else getattr(import_module(module), name)
+    globals()[name] = value
+    return value

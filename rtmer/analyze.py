@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from rtmer.engine import Engine
-from rtmer.errors import AudioInputError, ConfigError
+from rtmer.errors import AudioInputError, ConfigError, ModelContractError
 from rtmer.runner import Runner
 from rtmer.sources import Block, Input
 from rtmer.update import Update
@@ -56,10 +56,12 @@ EXIT_INTERRUPTED = 130
 
 
 # ---- checks and names ------------------------------------------------------------------
-def check_outputs(*, output: str | None, output_dir: str | None) -> None:
+def check_outputs(*, output: str | None, output_dir: str | None, inputs: Sequence[str] = ()) -> None:
     """Refuse outputs that cannot be written, before anything is analysed; creates ``output_dir``.
 
-    Raises ``ConfigError`` naming the value and what was expected.
+    An ``output`` that is one of the ``inputs`` (the same file by any path) is refused
+    too: it would replace that audio with its analysis. Raises ``ConfigError`` naming
+    the value and what was expected.
     """
     if output and output_dir:
         raise ConfigError(f"give --output or --output-dir, not both (got --output={output!r}, "
@@ -76,6 +78,10 @@ def check_outputs(*, output: str | None, output_dir: str | None) -> None:
             raise ConfigError(f"--output={output!r}: folder {str(parent)!r} does not exist")
         if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
             raise ConfigError(f"--output={output!r}: cannot be written (permission denied)")
+        for name in inputs:
+            if p.exists() and name != STDIN and os.path.exists(name) and os.path.samefile(name, p):
+                raise ConfigError(f"--output={output!r} is the input {name!r}; expected another file "
+                                  "(it would replace that audio with its analysis)")
     if output_dir:
         d = Path(output_dir)
         if d.exists() and not d.is_dir():
@@ -148,7 +154,11 @@ def write_analysis(fmt: str, updates: dict[str, list[Update]], order: Sequence[s
         for name in order:
             for u in updates.get(name, []):
                 sink.publish(u)
+                if sink.failed:
+                    break
         sink.close()
+        if sink.failed:  # the sink only logs and counts; a batch job must say it failed
+            raise OSError(f"writing CSV failed: {sink.error}")
         return
     doc = {
         "model": {"name": engine.info.name, "version": engine.info.version},
@@ -256,12 +266,14 @@ class AnalyzeJob:
     pcm: tuple[str, int, int] | None = None
     progress: bool | None = None
     quiet: bool = False
+    plot: str | None = None  # --plot: an image file, or a folder (rtmer.plot); checked by rtmer.plot.check_plot
 
 
 @dataclass
 class _Outcome:
     done: list[str] = field(default_factory=list)  # analysed to the end (and written, with --output-dir)
     failed: dict[str, str] = field(default_factory=dict)  # path -> why
+    warnings: dict[str, str] = field(default_factory=dict)  # path -> why (analysed and written all the same)
 
 
 def _chunks(items: Sequence[str], n: int) -> Iterator[list[str]]:
@@ -317,6 +329,11 @@ def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: Tex
 
     paths, notes = dedupe(job.files)
     names = output_names(paths, job.out_format) if job.output_dir else {}
+    plots: dict[str, Path] = {}
+    if job.plot:
+        from rtmer.plot import plot_targets, plot_updates
+
+        plots = plot_targets(job.plot, paths)
     durations = {p: (None if p == STDIN else duration_seconds(p)) for p in paths}
     known = [d for d in durations.values() if d is not None]
     total = sum(known) if len(known) == len(paths) else None
@@ -346,6 +363,12 @@ def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: Tex
     def finish(path: str) -> None:
         """``path`` was analysed to its end: write it now (``--output-dir``) or keep it for the end."""
         log.info("finished %s (%s of audio)", path, _amount(position.get(path, 0.0)))
+        if path in plots:  # --plot: its figure, drawn by rtmer.plot
+            try:
+                plot_updates(rows.get(path, []), plots[path], title=f"{path} ({engine.info.name})")
+            except OSError as exc:
+                outcome.failed[path] = f"cannot write the plot {str(plots[path])!r} ({exc.strerror or exc})"
+                progress.say(f"rtmer: {path}: {outcome.failed[path]}")
         if job.output_dir:
             write_one(path)
         else:
@@ -412,6 +435,10 @@ def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: Tex
                         progress.say(f"rtmer: {tr.name}: {why}")
                         rows.pop(tr.path, None)
                     elif tr.completed:
+                        warning = getattr(tr.inner, "warning", None)
+                        if warning:  # a truncated file: analysed as far as it goes, and said
+                            outcome.warnings[tr.path] = str(warning)
+                            progress.say(f"rtmer: WARNING {tr.name}: {warning}")
                         if tr.path not in finished:  # its last round had no updates
                             finished.add(tr.path)
                             finish(tr.path)
@@ -420,6 +447,9 @@ def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: Tex
                         rows.pop(tr.path, None)
     finally:
         progress.close()
+    broken = engine.broken()
+    if broken:  # the model failed on every hop: its numbers mean nothing (exit 3)
+        raise ModelContractError(str(getattr(engine.model, "path", engine.info.name)), broken)
     elapsed = time.monotonic() - started
     done = [p for p in paths if p in set(outcome.done)]
     audio_seconds = sum(position.get(p, 0.0) for p in done)
@@ -433,12 +463,22 @@ def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: Tex
                 stderr.write(f"rtmer: cannot write {job.output!r} ({exc.strerror or exc})\n")
                 return EXIT_INPUT_FAILED
         else:
-            write_analysis(job.out_format, rows, done, engine, stdout)
-            stdout.flush()
+            try:
+                write_analysis(job.out_format, rows, done, engine, stdout)
+                stdout.flush()
+            except (OSError, ValueError) as exc:  # `rtmer analyze ... | head -1`: the reader went away
+                reason = getattr(exc, "strerror", None) or str(exc)
+                stderr.write(f"rtmer: stdout was closed before the analysis was all written ({reason}); "
+                             f"{len(done)} finished file{'s' if len(done) != 1 else ''} not fully written\n")
+                return EXIT_INPUT_FAILED
     n = len(paths)
     if outcome.failed:
         failed = [p for p in paths if p in outcome.failed]
         stderr.write(f"rtmer: {len(failed)} of {n} files failed: {', '.join(failed)}\n")
+    if outcome.warnings:
+        warned = [p for p in paths if p in outcome.warnings]
+        stderr.write(f"rtmer: {len(warned)} of {n} files analysed with a warning (truncated?): "
+                     f"{', '.join(warned)}\n")
     if not_done:
         stderr.write(f"rtmer: interrupted; {len(not_done)} of {n} files not done, nothing written for them: "
                      f"{', '.join(not_done)}\n")
@@ -450,4 +490,4 @@ def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: Tex
     stderr.flush()
     if not_done:
         return EXIT_INTERRUPTED
-    return EXIT_INPUT_FAILED if outcome.failed else EXIT_OK
+    return EXIT_INPUT_FAILED if outcome.failed or outcome.warnings else EXIT_OK

@@ -3,12 +3,16 @@
 Exit codes
 ----------
 0    ok
-1    some inputs failed (an unreadable file, a stream that broke); the rest were processed
+1    some inputs failed (an unreadable file, a stream that broke, a truncated file: analysed
+     as far as it goes); the rest were processed. Also: stdout's reader went away
 2    usage or configuration error (bad flag, bad config file, bad value, an output that cannot
-     be written: checked before anything is analysed)
-3    model error (missing, corrupt, or breaks the contract)
+     be written: checked before anything is analysed; ``--plot`` without matplotlib, the
+     ``plot`` extra)
+3    model error (missing, corrupt, or breaks the contract, at load or at run time: outputs
+     of another shape, or failing on every hop)
 4    device or port error (no such input device, cannot open it, WebSocket port in use)
-130  interrupted (Ctrl-C) after a clean shutdown; ``analyze`` keeps the files it finished
+130  interrupted (Ctrl-C, SIGTERM or SIGHUP: ``rtmer.signals``) after a clean shutdown;
+     ``analyze`` keeps the files it finished
 
 Options come from flags and from a TOML file (``--config rtmer.toml``); a flag given
 on the command line wins over the file, which wins over the built-in default. See
@@ -21,16 +25,14 @@ import argparse
 import json
 import logging
 import math
-import signal
+import os
 import sys
 import threading
 import tomllib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rtmer.engine import Engine
 from rtmer.errors import (
     AudioInputError,
     ConfigError,
@@ -39,10 +41,16 @@ from rtmer.errors import (
     PortInUseError,
     RtmerError,
 )
-from rtmer.model import DEFAULT_MODEL, StreamingModel, is_shipped_name, resolve_model, shipped_models
-from rtmer.runner import RunSummary, Runner
-from rtmer.smoothing import SMOOTHING_KINDS, SmoothingConfig
+from rtmer.model import DEFAULT_MODEL, is_shipped_name, resolve_model, shipped_models  # light: no numpy yet
 from rtmer.update import Sink, Update
+
+# numpy, onnxruntime and the pipeline are imported where they are used: the command
+# must be able to say "interrupted" for a Ctrl-C in its first moments, which it can
+# only do once main() runs.
+if TYPE_CHECKING:
+    from rtmer.engine import Engine
+    from rtmer.runner import RunSummary
+    from rtmer.web import WebPageServer
 
 EXIT_OK = 0
 EXIT_INPUT_FAILED = 1
@@ -52,6 +60,11 @@ EXIT_DEVICE = 4
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("rtmer")
+
+MAX_THREADS = 64  # onnxruntime intra-op threads: more never helps one hop, and each costs memory
+MAX_CONFIG_BYTES = 1 << 20
+LIVE_STDOUT_QUEUE = 256  # lines queued for stdout with a live input before the oldest is dropped
+TOKEN_ENV = "RTMER_WS_TOKEN"
 
 # config file key -> (argparse dest, type). Nested tables are written "table.key".
 CONFIG_KEYS: dict[str, tuple[str, type]] = {
@@ -79,6 +92,14 @@ CONFIG_KEYS: dict[str, tuple[str, type]] = {
     "websocket.host": ("ws_host", str),
     "websocket.port": ("ws_port", int),
     "websocket.queue_size": ("ws_queue", int),
+    "websocket.token": ("ws_token", str),
+    "websocket.allowed_origins": ("ws_origins", list),
+    "websocket.max_clients": ("ws_max_clients", int),
+    "websocket.certfile": ("ws_cert", str),
+    "websocket.keyfile": ("ws_key", str),
+    "web.enabled": ("web", bool),
+    "web.host": ("web_host", str),
+    "web.port": ("web_port", int),
     "output.stdout": ("stdout_format", str),
     "output.display": ("display", bool),
     "run.seconds": ("seconds", float),
@@ -109,6 +130,14 @@ DEFAULTS: dict[str, Any] = {
     "ws_host": "127.0.0.1",
     "ws_port": 8765,
     "ws_queue": 64,
+    "ws_token": None,  # else the RTMER_WS_TOKEN environment variable
+    "ws_origins": [],
+    "ws_max_clients": 256,
+    "ws_cert": None,
+    "ws_key": None,
+    "web": False,
+    "web_host": "127.0.0.1",
+    "web_port": 8766,
     "stdout_format": None,
     "display": None,
     "seconds": None,
@@ -131,6 +160,8 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     )
     d = DEFAULTS
     g.add_argument("--threads", type=int, metavar="N", help=f"onnxruntime intra-op threads (default: {d['threads']})")
+    from rtmer.smoothing import SMOOTHING_KINDS
+
     g.add_argument("--smoothing", choices=SMOOTHING_KINDS, help=f"smoother (default: {d['smoothing']})")
     g.add_argument("--min-cutoff", type=float, metavar="HZ",
                    help=f"One-Euro cutoff at rest [Hz] (default: {d['min_cutoff']})")
@@ -164,6 +195,23 @@ def _add_output_options(p: argparse.ArgumentParser, *, demo: bool = False) -> No
     g.add_argument("--ws-host", metavar="HOST", help=f"WebSocket bind address (default: {d['ws_host']})")
     g.add_argument("--ws-port", type=int, metavar="PORT", help=f"WebSocket port, 0 picks a free one "
                    f"(default: {d['ws_port']})")
+    g.add_argument("--ws-token", metavar="TOKEN",
+                   help=f"secret WebSocket clients must present ('Authorization: Bearer TOKEN' or ?token=TOKEN), "
+                   f"at least 16 characters; needed to listen on anything but loopback (default: ${TOKEN_ENV}, "
+                   "which, unlike a flag, other users cannot see in the process list)")
+    g.add_argument("--ws-origin", dest="ws_origins", action="append", metavar="ORIGIN",
+                   help="a browser origin allowed besides localhost and this host, e.g. https://show.example "
+                   "(repeatable; '*' allows any)")
+    g.add_argument("--ws-max-clients", type=int, metavar="N",
+                   help=f"WebSocket clients at once; one more is closed with code 1013 (default: {d['ws_max_clients']})")
+    g.add_argument("--ws-cert", metavar="PEM", help="TLS certificate (chain): serve wss:// (with --ws-key)")
+    g.add_argument("--ws-key", metavar="PEM", help="TLS private key (with --ws-cert)")
+    g.add_argument("--web", action=argparse.BooleanOptionalAction, default=None,
+                   help="serve the live web page (circumplex, trails, time series) and print its URL; "
+                   + ("it reads the WebSocket server (default: on)" if demo else "turns --ws on (default: off)"))
+    g.add_argument("--web-host", metavar="HOST", help=f"web page bind address (default: {d['web_host']})")
+    g.add_argument("--web-port", type=int, metavar="PORT", help=f"web page port, 0 picks a free one "
+                   f"(default: {d['web_port']})")
     if not demo:
         g.add_argument("--ndjson", dest="stdout_format", action="store_const", const="ndjson", help="NDJSON on stdout")
         g.add_argument("--csv", dest="stdout_format", action="store_const", const="csv", help="CSV on stdout")
@@ -182,7 +230,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 _EPILOGS: dict[str, str] = {
     "rtmer": """\
 examples:
-  rtmer demo --seconds 30                     synthesised music: OSC to 127.0.0.1:9000, WebSocket :8765
+  rtmer demo --seconds 30                     the shipped music: OSC to 127.0.0.1:9000, WebSocket :8765,
+                                              the live page on http://127.0.0.1:8766/
   rtmer run --osc 127.0.0.1:9000 --ws         the default input device to OSC and WebSocket
   rtmer analyze a.wav b.m4a --output-dir out  one CSV per file, as fast as possible
   rtmer devices                               the input devices
@@ -191,25 +240,27 @@ examples:
 -q and -v work before or after the command. Every option can also come from a TOML file
 (--config FILE); flags win over it, and it over the defaults.
 
-exit codes: 0 ok; 1 some inputs failed, the rest were processed; 2 usage or config error
-(also an output that cannot be written); 3 model error; 4 device or port error;
-130 interrupted.""",
+exit codes: 0 ok; 1 some inputs failed, the rest were processed (or stdout's reader went
+away); 2 usage or config error (also an output that cannot be written); 3 model error;
+4 device or port error; 130 interrupted (Ctrl-C, SIGTERM, SIGHUP).""",
     "run": """\
 examples:
   rtmer run --osc 127.0.0.1:9000 --ws                  the default input device, to OSC and WebSocket
   rtmer run --stream song.flac --ndjson --no-display   a file, paced in real time, NDJSON on stdout
+  rtmer run --stream song.flac --web                   the live page on http://127.0.0.1:8766/ (and --ws)
   rtmer run --stream deck1=device:NAME:1-2 --stream deck2=device:NAME:3-4 --osc 127.0.0.1:9000
   rtmer run --stream deck1=device:NAME --osc 127.0.0.1:9000 --osc-stream-ids always
   ffmpeg -i song.mp3 -f s16le -ac 2 -ar 44100 - | rtmer run --stream stdin --format s16le --rate 44100 --channels 2 --csv
 
 At start, rtmer says on stderr what it serves: the OSC targets and addresses, the
-WebSocket URL, stdout's format (not with -q). Files that libsndfile cannot read (m4a/AAC
+WebSocket URL, the web page's URL, stdout's format (not with -q). Files that libsndfile cannot read (m4a/AAC
 and others) are decoded by ffmpeg when `ffmpeg` is on the PATH. Ctrl-C stops cleanly and
 prints a summary; a second Ctrl-C aborts.""",
     "analyze": """\
 examples:
   rtmer analyze song.wav > song.csv
   rtmer analyze a.wav b.flac --to json -o out.json
+  rtmer analyze song.wav --plot song.png > song.csv    and a figure (needs: pip install 'rtmer[plot]')
   rtmer analyze music/*.m4a --output-dir out           m4a/AAC needs `ffmpeg` on the PATH
   cat song.flac | rtmer analyze -                      a file format on stdin
   ffmpeg -i song.mp3 -f s16le -ac 2 -ar 44100 - | rtmer analyze - --format s16le --rate 44100 --channels 2
@@ -231,7 +282,8 @@ examples:
     "demo": """\
 examples:
   rtmer demo --seconds 30
-  rtmer demo --osc 127.0.0.1:7000 --ws-port 9001 --section-seconds 5""",
+  rtmer demo --osc 127.0.0.1:7000 --ws-port 9001 --section-seconds 5
+  rtmer demo --no-web                        without the live page (default: on, http://127.0.0.1:8766/)""",
 }
 
 
@@ -294,12 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"raw PCM channels on stdin (default: {DEFAULTS['pcm_channels']})")
     an.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                     help="progress bar on stderr (default: when stderr is a terminal, not with -q)")
+    an.add_argument("--plot", metavar="PATH", help="draw valence and arousal over time (raw and smoothed, mood "
+                    "bands) and the path on the circumplex: PATH.png|.svg|.pdf for one input, else a folder of "
+                    "one PNG per input; needs matplotlib (pip install 'rtmer[plot]')")
     _add_engine_options(an)
 
     dev = sub.add_parser("devices", help="list the input devices and PulseAudio/PipeWire sources (monitors too)")
     dev.add_argument("--json", action="store_true", help="as JSON")
 
-    demo = sub.add_parser("demo", help="the full live pipeline on synthesised music, OSC and WebSocket on")
+    demo = sub.add_parser("demo", help="the full live pipeline on the music that ships with rtmer, OSC and WebSocket on")
     demo.add_argument("--section-seconds", type=float, default=10.0, metavar="S",
                       help="length of each mood section [s] (default: 10)")
     _add_engine_options(demo)
@@ -315,10 +370,15 @@ def _load_config(path: str | None) -> dict[str, Any]:
         return {}
     try:
         with open(path, "rb") as f:
-            raw = tomllib.load(f)
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path!r}: larger than {MAX_CONFIG_BYTES // 1024} KiB; is it a config file?")
+        raw = tomllib.loads(data.decode("utf-8"))
     except OSError as exc:
-        raise ConfigError(f"config file {path!r}: cannot read ({exc.strerror})") from exc
-    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path!r}: cannot read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path!r}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from exc
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ConfigError(f"config file {path!r}: not valid TOML ({exc})") from exc
     flat: dict[str, Any] = {}
 
@@ -341,11 +401,22 @@ def _load_config(path: str | None) -> dict[str, Any]:
         if kind is list and isinstance(value, str):
             value = [value]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ConfigError(f"config file {path!r}: {name}={value!r} must be {kind.__name__}")
+            raise ConfigError(f"config file {path!r}: {name}={_shown(value)} must be {kind.__name__}")
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"config file {path!r}: {name}={_shown(value)} must be a list of strings")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config file {path!r}: {name}={value!r} must be a finite number")
         if name == "model" and isinstance(value, str):
             value = _config_model(value, Path(path).parent)
+        if name in ("websocket.certfile", "websocket.keyfile") and isinstance(value, str):
+            value = str(Path(path).parent / Path(value).expanduser())
         out[dest] = value
     return out
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _config_model(spec: str, folder: Path) -> str:
@@ -366,8 +437,14 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---- building the pipeline ----------------------------------------------------------
 def _engine(s: dict[str, Any]) -> Engine:
-    if not isinstance(s["threads"], int) or s["threads"] < 1:
-        raise ConfigError(f"threads={s['threads']!r} must be a positive integer")
+    from rtmer.engine import Engine
+    from rtmer.model import StreamingModel
+    from rtmer.smoothing import SmoothingConfig
+
+    threads = s["threads"]
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+        raise ConfigError(f"threads={threads!r} must be an integer in 1..{MAX_THREADS} (onnxruntime threads; "
+                          f"this machine has {os.cpu_count() or 1} CPUs)")
     smoothing = SmoothingConfig(
         kind=s["smoothing"], min_cutoff=s["min_cutoff"], beta=s["beta"],
         d_cutoff=s["d_cutoff"], time_constant=s["time_constant"],
@@ -379,7 +456,11 @@ def _engine(s: dict[str, Any]) -> Engine:
     )
 
 
-def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: TextIO) -> list[Sink]:
+def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: TextIO,
+           live: bool = False) -> list[Sink]:
+    """The outputs. stdout's text sink writes inline (blocking, never dropping) unless
+    ``live``: a sound card cannot wait, so there a queue of ``LIVE_STDOUT_QUEUE`` lines
+    drops the oldest when the reader is slower, counted in the summary."""
     sinks: list[Sink] = []
     try:
         if s["osc"]:
@@ -400,15 +481,20 @@ def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: Tex
 
             hello = {"model": engine.model.info.public() if hasattr(engine.model.info, "public") else {},
                      "streams": streams, "hop_seconds": engine.info.hop_seconds}
-            sinks.append(WebSocketSink(s["ws_host"], s["ws_port"], hello=hello, queue_size=s["ws_queue"]))
+            token = s["ws_token"] if s["ws_token"] is not None else (os.environ.get(TOKEN_ENV) or None)
+            sinks.append(WebSocketSink(
+                s["ws_host"], s["ws_port"], hello=hello, queue_size=s["ws_queue"], token=token,
+                allowed_origins=list(s["ws_origins"] or []), max_clients=s["ws_max_clients"],
+                certfile=s["ws_cert"], keyfile=s["ws_key"],
+            ))
         if s["stdout_format"] == "ndjson":
             from rtmer.textout import NdjsonSink
 
-            sinks.append(NdjsonSink(stdout, queue_size=256))
+            sinks.append(NdjsonSink(stdout, queue_size=LIVE_STDOUT_QUEUE if live else 0))
         elif s["stdout_format"] == "csv":
             from rtmer.textout import CsvSink
 
-            sinks.append(CsvSink(stdout, queue_size=256))
+            sinks.append(CsvSink(stdout, queue_size=LIVE_STDOUT_QUEUE if live else 0))
         elif s["stdout_format"] is not None:
             raise ConfigError(f"output.stdout={s['stdout_format']!r} must be 'ndjson' or 'csv'")
     except BaseException:
@@ -421,7 +507,10 @@ def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: Tex
 def _inputs(s: dict[str, Any], engine: Engine) -> tuple[list[Any], list[str]]:
     """Open every ``--stream``; returns (inputs, failures). Device errors propagate."""
     from rtmer.decode import open_audio  # libsndfile, or ffmpeg for the formats it cannot read
+    from rtmer.signals import release_held_signals
     from rtmer.sources import LiveInput, PcmInput, parse_stream_spec
+
+    release_held_signals()  # ffmpeg and pactl must not inherit blocked signals (rtmer.signals)
 
     specs = [parse_stream_spec(t, index=i) for i, t in enumerate(s["streams"] or ["device:default"])]
     ids = [sp.id for sp in specs]
@@ -500,27 +589,6 @@ class Display:
 
 
 # ---- running ------------------------------------------------------------------------
-@contextmanager
-def _sigint_sets(stop: threading.Event) -> Iterator[None]:
-    """First Ctrl-C sets ``stop`` (clean shutdown); a second one raises KeyboardInterrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    old = signal.signal(signal.SIGINT, handler)
-    old_term = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-        signal.signal(signal.SIGTERM, old_term)
-
-
 def _print_summary(summary: RunSummary, sinks: Sequence[Sink], err: TextIO) -> None:
     lines = [f"rtmer: {summary.seconds:.1f} s, {summary.updates} updates" + (" (interrupted)" if summary.interrupted else "")]
     for name, st in summary.streams.items():
@@ -531,32 +599,45 @@ def _print_summary(summary: RunSummary, sinks: Sequence[Sink], err: TextIO) -> N
     for name, st2 in summary.inputs.items():
         if "overruns" in st2:
             lines.append(f"  {name}: {st2['overruns']} overruns, {st2['dropped_frames']} frames dropped, "
-                         f"{st2['status_flags']} driver overflow flags, {st2.get('restarts', 0)} device restarts")
+                         f"{st2['status_flags']} driver overflow flags, {st2.get('restarts', 0)} device restarts"
+                         + (f", {st2['reopen_failures']} failed reopens" if st2.get("reopen_failures") else ""))
     for name, why in summary.failed_inputs.items():
         lines.append(f"  FAILED {name}: {why}")
+    for name, why in summary.warnings.items():
+        lines.append(f"  WARNING {name}: {why}")
     for sink in sinks:
         kind = type(sink).__name__
         stats = getattr(sink, "stats", None)
         if kind == "WebSocketSink" and stats is not None:
             lines.append(f"  websocket: {stats.connections} connections, {stats.sent} sent, {stats.dropped} dropped, "
-                         f"{stats.ignored} client messages ignored")
+                         f"{stats.ignored} client messages ignored, {stats.refused} handshakes refused, "
+                         f"{stats.capped} clients over the cap")
         elif kind == "OscSink":
             for t in getattr(sink, "targets", []):
                 failed = f", last: {t.last_error}" if t.failed and t.last_error else ""
                 lines.append(f"  osc {t.host}:{t.port}: {t.sent} sent, {t.failed} failed{failed}")
-        elif hasattr(sink, "dropped"):
-            lines.append(f"  {kind}: {getattr(sink, 'written', '?')} written, {sink.dropped} dropped")
+        elif hasattr(sink, "updates_written"):  # stdout: every update is written, dropped or still queued
+            fmt = "NDJSON" if kind == "NdjsonSink" else "CSV"
+            published, written = getattr(sink, "published", 0), getattr(sink, "updates_written", 0)
+            lines.append(f"  stdout ({fmt}): {published} updates, {written} written, {published - written} dropped"
+                         + (" (a live input does not wait for a slow reader)" if published - written and
+                            not getattr(sink, "failed", False) else ""))
     for kind, n in summary.sink_errors.items():
         lines.append(f"  output {kind}: {n} publish errors")
-    err.write("\n".join(lines) + "\n")
-    err.flush()
+    for name, why in summary.failed_outputs.items():
+        lines.append(f"  FAILED output {name}: {why}")
+    try:
+        err.write("\n".join(lines) + "\n")
+        err.flush()
+    except (OSError, ValueError):  # the terminal has gone (SIGHUP)
+        pass
 
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _serving(inputs: Sequence[Any], sinks: Sequence[Sink], *, display: bool) -> list[str]:
+def _serving(inputs: Sequence[Any], sinks: Sequence[Sink], *, display: bool, web_url: str | None = None) -> list[str]:
     """What a live run reads and serves, one line each, for stderr at start."""
     from rtmer.osc import OscSink
     from rtmer.textout import CsvSink, NdjsonSink
@@ -570,13 +651,37 @@ def _serving(inputs: Sequence[Any], sinks: Sequence[Sink], *, display: bool) -> 
             bases = ", ".join(f"{sink.base_address(sid)}/..." for sid in streams)
             lines.append(f"rtmer: OSC to {targets}: {bases} (valence, arousal, va, mood, raw/va)")
         elif isinstance(sink, WebSocketSink):
-            lines.append(f"rtmer: WebSocket on ws://{_host_port(sink.host, sink.port)}")
+            lines.append(f"rtmer: WebSocket on {'wss' if sink.tls else 'ws'}://{_host_port(sink.host, sink.port)}")
+            guard = "clients must present the token" if sink.has_token else "loopback only, no token"
+            lines.append(f"rtmer: WebSocket access: {guard}; at most {sink.max_clients} clients")
+            if web_url:
+                token = " (add ?token=TOKEN: the page hands it to the WebSocket server)" if sink.has_token else ""
+                lines.append(f"rtmer: web page on {web_url}{token}")
         elif isinstance(sink, NdjsonSink | CsvSink):
             lines.append(f"rtmer: {'NDJSON' if isinstance(sink, NdjsonSink) else 'CSV'} on stdout")
     if len(lines) == len(inputs):
         lines.append("rtmer: no outputs" + (" but the display" if display else "")
                      + "; add --osc HOST:PORT, --ws, --ndjson or --csv")
     return lines
+
+
+def _web_page(s: dict[str, Any], sinks: list[Sink]) -> WebPageServer | None:
+    """The live page's HTTP server (``rtmer.web``) when ``s["web"]``, told where the WebSocket
+    sink listens; the sinks are closed if it cannot start."""
+    if not s["web"]:
+        return None
+    from rtmer.web import WebPageServer
+    from rtmer.websocket import WebSocketSink
+
+    try:
+        ws = next((x for x in sinks if isinstance(x, WebSocketSink)), None)
+        if ws is None:
+            raise ConfigError("web.enabled=true needs the WebSocket server: websocket.enabled=true or --ws")
+        return WebPageServer(s["web_host"], s["web_port"], ws_host=ws.host, ws_port=ws.port, ws_tls=ws.tls)
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
 
 
 def _run_pipeline(
@@ -590,8 +695,23 @@ def _run_pipeline(
     force_display: bool = False,
     quiet: bool = False,
 ) -> RunSummary:
+    from rtmer.runner import Runner
+    from rtmer.signals import stop_on_signals
+    from rtmer.sources import RingInput
+    from rtmer.textout import CsvSink, NdjsonSink
+
+    seconds = s["seconds"]
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)
+                                or not math.isfinite(seconds) or seconds <= 0):
+        raise ConfigError(f"seconds={seconds!r} must be a positive number [s] (leave it out to run until the "
+                          "inputs end or Ctrl-C)")
     streams = [sid for inp in inputs for sid in inp.streams]
-    sinks = _sinks(s, engine=engine, streams=streams, stdout=stdout)
+    live = any(isinstance(inp, RingInput) for inp in inputs)  # a sound card: it cannot wait for stdout
+    sinks = _sinks(s, engine=engine, streams=streams, stdout=stdout, live=live)
+    web = _web_page(s, sinks)
+    text = next((x for x in sinks if isinstance(x, NdjsonSink | CsvSink)), None)
+    # stdout's reader gone (`rtmer run --csv | head`): that ends a run whose only output it was
+    end_when = (lambda: text.failed) if text is not None and len(sinks) == 1 else None
     display_on = s["display"]
     if display_on is None:
         display_on = force_display or (s["stdout_format"] is None and stdout.isatty())
@@ -599,12 +719,13 @@ def _run_pipeline(
     if display_on:
         display = Display(streams, stderr if s["stdout_format"] else stdout, annotate=annotate)
     if not quiet:
-        stderr.write("".join(line + "\n" for line in _serving(inputs, sinks, display=display is not None)))
+        lines = _serving(inputs, sinks, display=display is not None, web_url=web.url if web else None)
+        stderr.write("".join(line + "\n" for line in lines))
         stderr.flush()
     stop = threading.Event()
-    runner = Runner(engine, inputs, sinks, stop=stop, on_updates=display, max_seconds=s["seconds"])
+    runner = Runner(engine, inputs, sinks, stop=stop, on_updates=display, max_seconds=seconds, end_when=end_when)
     try:
-        with _sigint_sets(stop):
+        with stop_on_signals(stop):
             summary = runner.run()
     finally:
         if display is not None:
@@ -614,13 +735,25 @@ def _run_pipeline(
                 sink.close()
             except Exception as exc:
                 log.warning("closing %s: %s", type(sink).__name__, exc)
+        if web is not None:
+            web.close()
+    if text is not None and text.failed:
+        gone = "the run stopped" if end_when is not None else "the other outputs went on"
+        summary.failed_outputs["stdout"] = f"stopped after {text.updates_written} updates ({text.error}); {gone}"
     if not quiet:
         _print_summary(summary, sinks, stderr)
+    broken = engine.broken()
+    if broken:
+        raise ModelContractError(getattr(engine.model, "path", engine.info.name), broken)
     return summary
 
 
 def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     s = _settings(args)
+    if s["web"]:  # the page reads the WebSocket server
+        if args.ws is False:
+            raise ConfigError("--web needs the WebSocket server, which --no-ws turns off; drop one of them")
+        s["ws"] = True
     engine = _engine(s)
     inputs, failures = _inputs(s, engine)
     for why in failures:
@@ -631,22 +764,25 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     summary = _run_pipeline(s, engine, inputs, stdout=stdout, stderr=stderr, quiet=args.quiet)
     if summary.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_INPUT_FAILED if failures or summary.failed_inputs else EXIT_OK
+    if failures or summary.failed_inputs or summary.warnings or summary.failed_outputs:
+        return EXIT_INPUT_FAILED
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from rtmer.demo import SynthMusic
+    from rtmer.demo import FADE_SECONDS, SynthMusic
     from rtmer.sources import PacedInput
 
     s = _settings(args)
     if not s["osc"]:
         s["osc"] = ["127.0.0.1:9000"]
     s["ws"] = True
+    s["web"] = args.web is not False  # the live page, unless --no-web
     engine = _engine(s)
-    if not math.isfinite(args.section_seconds) or args.section_seconds <= 0:
-        raise ConfigError(f"--section-seconds={args.section_seconds!r} must be a positive number [s]")
+    if not math.isfinite(args.section_seconds) or args.section_seconds <= 2 * FADE_SECONDS:  # a fade in and out
+        raise ConfigError(f"--section-seconds={args.section_seconds!r} must be more than {2 * FADE_SECONDS:g} [s]")
     synth = SynthMusic(rate=engine.info.sample_rate, section_seconds=args.section_seconds)
-    source = PacedInput("demo synthesiser", "demo", read=synth.read, rate=synth.rate,
+    source = PacedInput("demo music", "demo", read=synth.read, rate=synth.rate,
                         model_rate=engine.info.sample_rate, realtime=True)
     length = "until Ctrl-C" if s["seconds"] is None else f"{s['seconds']:g} s"
     if not args.quiet:
@@ -677,22 +813,60 @@ def _cmd_analyze(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     from rtmer.analyze import AnalyzeJob, check_outputs, run_analysis
 
     s = _settings(args)
-    check_outputs(output=args.output, output_dir=args.output_dir)
+    check_outputs(output=args.output, output_dir=args.output_dir, inputs=args.files)
+    if args.plot:
+        from rtmer.plot import check_plot
+
+        check_plot(args.plot, list(args.files))  # matplotlib installed, the image writable
     pcm = None
     if args.pcm_format is not None:  # raw PCM on stdin; else stdin holds a file format
         pcm = (str(s["pcm_format"]), int(s["pcm_rate"]), int(s["pcm_channels"]))
     job = AnalyzeJob(files=list(args.files), out_format=args.out_format, output=args.output,
-                     output_dir=args.output_dir, pcm=pcm, progress=args.progress, quiet=args.quiet)
+                     output_dir=args.output_dir, pcm=pcm, progress=args.progress, quiet=args.quiet,
+                     plot=args.plot)
     engine = _engine(s)
     stop = threading.Event()
-    with _sigint_sets(stop):
+    from rtmer.signals import stop_on_signals
+
+    with stop_on_signals(stop):
         return run_analysis(engine, job, stdout=stdout, stderr=stderr, stop=stop)
 
 
 def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Entry point of the ``rtmer`` command; returns the exit code (see the module doc)."""
+    from rtmer.signals import hold_stop_signals
+
     out = stdout or sys.stdout
     err = stderr or sys.stderr
+    try:
+        with hold_stop_signals():  # until the command is ready for them (rtmer.signals)
+            code = _main(argv, out, err)
+    except KeyboardInterrupt:  # Ctrl-C before a command handles it (while loading), or a second one
+        try:
+            err.write("rtmer: interrupted\n")
+        except (OSError, ValueError):
+            pass
+        code = EXIT_INTERRUPTED
+    _settle_stdout(out)
+    return code
+
+
+def _settle_stdout(out: TextIO) -> None:
+    """Flush stdout; when its reader has gone, point it at /dev/null so that Python's own
+    flush at exit does not print "Exception ignored ... BrokenPipeError"."""
+    try:
+        out.flush()
+    except (OSError, ValueError):
+        if out is sys.stdout or out is sys.__stdout__:
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, out.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
+
+
+def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

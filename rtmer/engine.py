@@ -14,6 +14,15 @@ Silence is defined: a hop whose RMS is below ``silence_db`` [dBFS] yields raw
 valence = arousal = 0 (the model's output is not used) and resets the model state, so
 the smoothed value settles at exactly 0 and the mood at ``neutral``.
 
+A model that fails: a step that raises is retried stream by stream, so one bad row
+fails alone; its hop gives raw 0, resets that stream's state and counts in
+``model_failures``, and the first failure is logged once (the rest at debug level). A
+non-finite result counts the same way. When every hop of ``MAX_FAILED_ROUNDS``
+consecutive rounds failed, the model is broken rather than unlucky: ``process``
+raises ``ModelContractError``; ``broken()`` says the same at the end of a shorter run
+in which every hop failed. A step whose outputs break the contract (a shape the
+model does not declare) raises it at once.
+
 Declared latency (``Engine.latency``): the hop framer holds one hop [s] before a hop
 exists; the smoother lags by its ``delay_seconds``; the model adds no look-ahead.
 """
@@ -29,7 +38,7 @@ from typing import Protocol
 
 import numpy as np
 
-from rtmer.errors import ConfigError
+from rtmer.errors import ConfigError, ModelContractError
 from rtmer.framing import Hop
 from rtmer.model import ModelInfo
 from rtmer.mood import MoodLabeler
@@ -37,6 +46,9 @@ from rtmer.smoothing import Smoother, SmoothingConfig
 from rtmer.update import Update
 
 log = logging.getLogger(__name__)
+
+MAX_FAILED_ROUNDS = 10
+"""Consecutive rounds in which every (non-silent) hop failed before ``process`` gives up [rounds]."""
 
 
 class Model(Protocol):
@@ -109,6 +121,11 @@ class Engine:
         self.silence_rms = 10.0 ** (silence_db / 20.0)
         self.clock = clock
         self._streams: dict[str, _StreamState] = {}
+        self._failed_rounds = 0  # consecutive rounds in which every non-silent hop failed
+        self._hops_tried = 0  # non-silent hops given to the model, ever
+        self._hops_failed = 0
+        self._last_failure = ""
+        self._logged_failure = False
         self._initial = model.initial_state(1)[0].copy()
         self._smoothing_delay = self.smoothing.make(step_seconds=self.info.hop_seconds).delay_seconds
 
@@ -187,9 +204,13 @@ class Engine:
         va, new_states = self._step(batch, streams, audio, states)
         now = self.clock()
         updates: list[Update] = []
+        tried = failed = 0
         for i, (hop, s) in enumerate(zip(batch, streams)):
             raw = va[i]
             ok = bool(np.isfinite(raw).all() and np.isfinite(new_states[i]).all())
+            if not silent[i]:
+                tried += 1
+                failed += 0 if ok else 1
             if silent[i] or not ok:
                 raw = np.zeros(2, dtype=np.float32)
                 if not ok:
@@ -218,7 +239,40 @@ class Engine:
             )
             s.seq += 1
             s.stats.hops += 1
+        self._check_failures(tried, failed)
         return updates
+
+    def _note_failure(self, what: str) -> None:
+        self._last_failure = what
+        if not self._logged_failure:
+            self._logged_failure = True
+            log.warning("%s; the hop gives raw 0 and is counted in model failures (logged once)", what)
+        else:
+            log.debug("%s", what)
+
+    def broken(self) -> str | None:
+        """Why the model is broken, when it failed on every (non-silent) hop it was given; else None."""
+        if self._hops_tried and self._hops_failed == self._hops_tried:
+            return f"fails at run time: all {self._hops_tried} hops failed (last: {self._last_failure})"
+        return None
+
+    def _check_failures(self, tried: int, failed: int) -> None:
+        if not tried:
+            return
+        self._hops_tried += tried
+        self._hops_failed += failed
+        if failed < tried:
+            self._failed_rounds = 0
+            return
+        if not self._last_failure:
+            self._note_failure("the model's output is not finite (NaN or inf)")
+        self._failed_rounds += 1
+        if self._failed_rounds >= MAX_FAILED_ROUNDS:
+            path = str(getattr(self.model, "path", self.info.name))
+            raise ModelContractError(
+                path, f"fails at run time: every hop of the last {self._failed_rounds} model calls failed "
+                f"(last: {self._last_failure})",
+            )
 
     def _step(
         self, batch: list[Hop], streams: list[_StreamState], audio: np.ndarray, states: np.ndarray
@@ -227,18 +281,31 @@ class Engine:
         try:
             va, new_states = self.model.step(audio, states)
             return np.asarray(va), np.asarray(new_states)
+        except ModelContractError:
+            raise
         except Exception as exc:  # onnxruntime raises its own types
-            log.warning("batched model step failed (%s); retrying stream by stream", exc)
+            if len(batch) == 1:
+                self._note_failure(f"model step failed for stream {batch[0].stream!r}: {_short(exc)}")
+                return np.full((1, 2), np.nan, dtype=np.float32), np.full_like(states, np.nan)
+            log.debug("batched model step failed (%s); retrying stream by stream", _short(exc))
         va = np.full((len(batch), 2), np.nan, dtype=np.float32)
         new_states = np.full_like(states, np.nan)
         for i in range(len(batch)):
             try:
                 v, st = self.model.step(audio[i : i + 1], states[i : i + 1])
                 va[i], new_states[i] = v[0], st[0]
+            except ModelContractError:
+                raise
             except Exception as exc:
-                log.warning("model step failed for stream %r: %s", batch[i].stream, exc)
+                self._note_failure(f"model step failed for stream {batch[i].stream!r}: {_short(exc)}")
         return va, new_states
 
     def _reset_state(self, s: _StreamState) -> None:
         s.state = self._initial.copy()
         s.stats.state_resets += 1
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one line of at most ``limit`` characters (onnxruntime's are long)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

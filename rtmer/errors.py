@@ -6,6 +6,7 @@
     ├── DeviceNotFoundError  no input device matches; lists the available ones
     ├── PortInUseError       a server port cannot be bound
     ├── ConfigError          a bad option value or config file
+    │   └── MissingExtraError  an option that needs an optional extra that is not installed
     ├── DatasetError         a training dataset that is missing or malformed
     └── ServerConnectionError  an rtmer WebSocket server that cannot be reached or was lost
 """
@@ -42,14 +43,26 @@ class DeviceNotFoundError(RtmerError):
 
 
 class PortInUseError(RtmerError):
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, option: str = "--ws-port") -> None:
         self.host = host
         self.port = port
-        super().__init__(f"port {port} on {host} is already in use; choose another with --ws-port")
+        self.option = option
+        super().__init__(f"port {port} on {host} is already in use; choose another with {option}")
 
 
 class ConfigError(RtmerError):
     """A bad option value; the message names the option, the value and what was expected."""
+
+
+class MissingExtraError(ConfigError):
+    """An option needs a package of an optional extra that is not installed, e.g. ``--plot`` and matplotlib."""
+
+    def __init__(self, option: str, module: str, extra: str) -> None:
+        self.option = option
+        self.module = module
+        self.extra = extra
+        super().__init__(f"{option} needs {module}, which is not installed; install it with: "
+                         f"pip install 'rtmer[{extra}]'")
 
 
 class DatasetError(RtmerError):

@@ -21,17 +21,22 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import re
 from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib.resources import as_file, files
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import onnxruntime as ort
+from typing import TYPE_CHECKING, Any
 
 from rtmer.errors import ModelContractError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnxruntime as ort
+
+# numpy and onnxruntime are imported where they are used, so that importing this module
+# (for the shipped names, by the command line before it parses its arguments) is quick.
 
 CONTRACT_VERSION = "1"
 REQUIRED_METADATA = (
@@ -165,6 +170,8 @@ class ModelInfo:
 
 def available_providers() -> list[str]:
     """CUDA first when onnxruntime-gpu and a GPU are present, else CPU."""
+    import onnxruntime as ort
+
     have = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
 
@@ -185,6 +192,8 @@ class StreamingModel:
         providers: list[str] | None = None,
         intra_op_threads: int = 1,
     ) -> None:
+        import onnxruntime as ort
+
         path = resolve_model(path)
         self.path = str(path)
         if not Path(path).is_file():
@@ -192,7 +201,7 @@ class StreamingModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # fatal only: rtmer reports a failed step itself (rtmer.engine)
         try:
             self.session = ort.InferenceSession(
                 self.path, options, providers=providers or available_providers()
@@ -205,6 +214,8 @@ class StreamingModel:
 
     def initial_state(self, batch: int) -> np.ndarray:
         """The start-of-stream state for ``batch`` streams: all zeros."""
+        import numpy as np
+
         return np.zeros((batch, self.info.state_size), dtype=np.float32)
 
     def step(self, audio: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -212,7 +223,13 @@ class StreamingModel:
 
         audio: float32 [batch, hop_samples]; state: float32 [batch, state_size].
         Returns (va [batch, 2], new state [batch, state_size]).
+
+        Raises ``ModelContractError`` when the model's outputs break the contract at run
+        time (a shape or type other than the one it declares); errors of onnxruntime
+        itself (a node that fails) pass through as they are.
         """
+        import numpy as np
+
         hop, size = self.info.hop_samples, self.info.state_size
         if audio.ndim != 2 or audio.shape[1] != hop:
             raise ValueError(f"audio shape {audio.shape} must be [batch, {hop}]")
@@ -222,6 +239,16 @@ class StreamingModel:
             ["va", "state_out"],
             {"audio": audio.astype(np.float32, copy=False), "state": state.astype(np.float32, copy=False)},
         )
+        batch = audio.shape[0]
+        for name, value, width in (("va", va, 2), ("state_out", new_state, size)):
+            if not isinstance(value, np.ndarray) or value.dtype != np.float32 or value.shape != (batch, width):
+                shape = getattr(value, "shape", None)
+                dtype = getattr(value, "dtype", type(value).__name__)
+                raise ModelContractError(
+                    self.path,
+                    f"at run time, output {name!r} is {dtype} of shape {shape}, but the model declares "
+                    f"float32 [batch, {width}] (batch {batch} here); it breaks the contract",
+                )
         return va, new_state
 
 
@@ -241,6 +268,8 @@ def _check_contract(path: str, session: ort.InferenceSession) -> ModelInfo:
         hop_seconds = float(meta["hop_seconds"])
     except ValueError:
         raise ModelContractError(path, f"hop_seconds={meta['hop_seconds']!r} is not a number") from None
+    if not math.isfinite(hop_seconds) or hop_seconds <= 0:
+        raise ModelContractError(path, f"hop_seconds={meta['hop_seconds']!r} must be a positive number [s]")
     if abs(hop_seconds - hop_samples / sample_rate) > 1e-6:
         raise ModelContractError(
             path, f"hop_seconds={hop_seconds} disagrees with hop_samples/sample_rate={hop_samples / sample_rate}"
@@ -277,11 +306,16 @@ def _check_contract(path: str, session: ort.InferenceSession) -> ModelInfo:
     )
 
 
+# Largest values the runtime accepts: beyond them a stream's buffers would not fit in memory.
+METADATA_LIMITS = {"sample_rate": 768_000, "hop_samples": 1 << 22, "state_size": 1 << 22}
+
+
 def _positive_int(path: str, meta: dict[str, str], key: str) -> int:
     try:
         value = int(meta[key])
     except ValueError:
         value = 0
-    if value <= 0:
-        raise ModelContractError(path, f"{key}={meta[key]!r} must be a positive integer")
+    limit = METADATA_LIMITS[key]
+    if not 0 < value <= limit:
+        raise ModelContractError(path, f"{key}={meta[key][:40]!r} must be an integer in 1..{limit}")
     return value

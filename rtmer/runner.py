@@ -8,7 +8,13 @@ batched model call per round) and publishes every update to every sink.
 Never falls over on stage: an input that raises or ends is closed and its stream
 ended, the others go on; a sink that raises is counted and logged once, and the
 engine and the other sinks go on. ``stop`` (a ``threading.Event``) ends the loop
-within ``MAX_WAIT_S``.
+within ``MAX_WAIT_S``; so does ``end_when`` returning True (an output that is gone,
+for example), which is not an interruption.
+
+Non-finite input samples are replaced by 0 where the input reads them, before any
+resampling (``sources.MonoResampler``), and counted there: the runner adds those
+counts (``Block.nonfinite_samples``) to each stream's ``nonfinite_samples``, so one NaN
+sample counts as one, not as the few hundred samples a resampler would spread it over.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ class RunSummary:
     streams: dict[str, StreamStats] = field(default_factory=dict)
     inputs: dict[str, dict[str, int]] = field(default_factory=dict)
     failed_inputs: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)
+    """Inputs that ended with a warning (a truncated file: analysed, but shorter than it says)."""
+    failed_outputs: dict[str, str] = field(default_factory=dict)
+    """Outputs that stopped taking updates (stdout's reader went away), with why."""
     sink_errors: dict[str, int] = field(default_factory=dict)
     updates: int = 0
     seconds: float = 0.0
@@ -48,6 +58,7 @@ class Runner:
 
     ``on_updates`` (optional) sees each batch of updates after the sinks, e.g. the
     terminal display. ``max_seconds`` [s] stops a run after that much wall time.
+    ``end_when`` (optional) is asked every turn; True ends the run (not an interruption).
     """
 
     def __init__(
@@ -59,6 +70,7 @@ class Runner:
         stop: threading.Event | None = None,
         on_updates: Callable[[list[Update]], None] | None = None,
         max_seconds: float | None = None,
+        end_when: Callable[[], bool] | None = None,
     ) -> None:
         self.engine = engine
         self.inputs = list(inputs)
@@ -66,6 +78,7 @@ class Runner:
         self.stop = stop or threading.Event()
         self.on_updates = on_updates
         self.max_seconds = max_seconds
+        self.end_when = end_when
         info = engine.info
         self.framers: dict[str, HopFramer] = {}
         for inp in self.inputs:
@@ -75,6 +88,7 @@ class Runner:
                 self.framers[s] = HopFramer(s, hop_samples=info.hop_samples, sample_rate=info.sample_rate)
         self.summary = RunSummary()
         self._sink_logged: set[int] = set()
+        self._nonfinite: dict[str, int] = {}
 
     def publish(self, updates: list[Update]) -> None:
         for sink in self.sinks:
@@ -122,6 +136,10 @@ class Runner:
         if inp.error:
             self.summary.failed_inputs[inp.name] = inp.error
             log.error("%s: %s", inp.name, inp.error)
+        warning = getattr(inp, "warning", None)
+        if warning and not inp.error:
+            self.summary.warnings[inp.name] = str(warning)
+            log.warning("%s: %s", inp.name, warning)
         try:
             inp.close()
         except Exception as exc:
@@ -144,6 +162,8 @@ class Runner:
             while active and not self.stop.is_set():
                 if self.max_seconds is not None and time.monotonic() - started >= self.max_seconds:
                     break
+                if self.end_when is not None and self.end_when():
+                    break
                 self._wait(active)
                 hops: list[Hop] = []
                 ended: list[str] = []
@@ -156,6 +176,8 @@ class Runner:
                         blocks = []
                     for b in blocks:
                         framer = self.framers[b.stream]
+                        if b.nonfinite_samples:
+                            self._nonfinite[b.stream] = self._nonfinite.get(b.stream, 0) + b.nonfinite_samples
                         if b.gap:
                             framer.skip(b.lost_samples)
                         hops.extend(framer.process(b.samples))
@@ -177,5 +199,7 @@ class Runner:
                 except Exception as exc:
                     log.warning("closing %s: %s", inp.name, exc)
             self.summary.streams.update(self.engine.stats())
+            for s, n in self._nonfinite.items():
+                self.summary.streams.setdefault(s, StreamStats()).nonfinite_samples += n
             self.summary.seconds = time.monotonic() - started
         return self.summary

@@ -29,15 +29,23 @@ class Smoother(Protocol):
     def reset(self) -> None: ...
 
 
+LIMIT = 1e6
+"""Largest cutoff [Hz], time constant [s] and beta accepted, and 1/LIMIT the smallest
+cutoff and time constant: beyond them a filter's factor rounds to 0 or 1 and it stops
+filtering (or divides by zero)."""
+
+
 def _positive(name: str, value: float, unit: str) -> float:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name}={value!r} must be a positive number [{unit}]")
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not 1.0 / LIMIT <= value <= LIMIT):
+        raise ConfigError(f"{name}={value!r} must be a positive number [{unit}], from {1 / LIMIT:g} to {LIMIT:g}")
     return float(value)
 
 
 def _non_negative(name: str, value: float, unit: str) -> float:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name}={value!r} must be a number >= 0 [{unit}]")
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not 0 <= value <= LIMIT):
+        raise ConfigError(f"{name}={value!r} must be a number >= 0 [{unit}], at most {LIMIT:g}")
     return float(value)
 
 

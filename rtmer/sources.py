@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
@@ -58,12 +59,15 @@ class Block:
     """Mono float32 ``samples`` at the model rate for ``stream``.
 
     ``lost_samples`` > 0 or ``gap`` means audio is missing before these samples.
+    ``nonfinite_samples`` counts the input's NaN/inf samples (in its own channels and
+    rate, before downmix and resampling) that were replaced by 0 in ``samples``.
     """
 
     stream: str
     samples: np.ndarray
     lost_samples: int = 0
     gap: bool = False
+    nonfinite_samples: int = 0
 
 
 class Input(Protocol):
@@ -106,7 +110,10 @@ class MonoResampler:
     """Stage: frames [n, channels] at ``in_rate`` -> mono float32 at ``out_rate``.
 
     Picks ``channels`` (0-based; None = all), averages them, and resamples with soxr's
-    streaming resampler (bypassed when the rates are equal).
+    streaming resampler (bypassed when the rates are equal). Non-finite samples of the
+    picked channels (NaN, inf) become 0 first and are counted; ``take_nonfinite()``
+    returns the count since it was last called. Replacing them before the resampler
+    keeps one bad sample from spreading over the filter's length.
 
     Notes
     -----
@@ -121,7 +128,13 @@ class MonoResampler:
         self.out_rate = int(out_rate)
         self.channels = list(channels) if channels is not None else None
         self._rs: Any = None
+        self._nonfinite = 0
         self.reset()
+
+    def take_nonfinite(self) -> int:
+        """Non-finite input samples replaced by 0 since the last call [count]."""
+        n, self._nonfinite = self._nonfinite, 0
+        return n
 
     @property
     def delay_seconds(self) -> float:
@@ -129,10 +142,14 @@ class MonoResampler:
 
     def _mono(self, frames: np.ndarray) -> np.ndarray:
         x = np.asarray(frames, dtype=np.float32)
+        if self.channels is not None and x.ndim > 1:
+            x = x[:, self.channels]
+        finite = np.isfinite(x)
+        if not finite.all():
+            self._nonfinite += int(x.size - np.count_nonzero(finite))
+            x = np.where(finite, x, np.float32(0.0))
         if x.ndim == 1:
             return x
-        if self.channels is not None:
-            x = x[:, self.channels]
         return x[:, 0].copy() if x.shape[1] == 1 else x.mean(axis=1, dtype=np.float32)
 
     def process(self, frames: np.ndarray) -> np.ndarray:
@@ -624,8 +641,9 @@ class RingInput:
             if gap:
                 out.converter.reset()
             samples = out.converter.process(got.frames) if got.frames.shape[0] else np.zeros(0, np.float32)
-            if gap or samples.shape[0]:
-                blocks.append(Block(out.stream, samples, lost_samples=lost, gap=gap))
+            bad = out.converter.take_nonfinite()
+            if gap or samples.shape[0] or bad:
+                blocks.append(Block(out.stream, samples, lost_samples=lost, gap=gap, nonfinite_samples=bad))
         return blocks
 
     @property
@@ -657,7 +675,10 @@ class LiveInput(RingInput):
     for ``stall_seconds`` [s] is closed and reopened, counted in ``restarts``, and the
     next block of every stream is a gap. A freshly opened device is given
     ``start_seconds`` [s] for its first audio before it counts as stalled (and then
-    reopened, without a gap: nothing was lost). A PulseAudio/PipeWire monitor source
+    reopened, without a gap: nothing was lost). A device that cannot be opened again
+    (unplugged, its PulseAudio sink unloaded) does not end the input: it is retried
+    every ``stall_seconds``, each failure counted in ``reopen_failures``, and the audio
+    that comes back starts with a gap. A PulseAudio/PipeWire monitor source
     delivers its first audio only when its sink next renders, which can be seconds
     after the open (about 1.7 s, measured on a null sink's monitor through ALSA's pulse
     plugin, every time); a watchdog started at the open took that for a stall.
@@ -701,6 +722,7 @@ class LiveInput(RingInput):
         self.stall_seconds = stall_seconds
         self.start_seconds = start_seconds
         self.restarts = 0
+        self.reopen_failures = 0
         self._clock: Callable[[], float] = time.monotonic
         self._last_written = 0
         self._last_progress = 0.0
@@ -730,11 +752,26 @@ class LiveInput(RingInput):
                 self._close_stream()
                 if self._delivering:
                     self._flagged = True  # audio was lost: a gap for every stream
-                self._open()
+                self._reopen(now)
+        elif now - self._last_progress > self.stall_seconds:  # the device is gone: try again
+            self._reopen(now)
         return blocks
 
+    def _reopen(self, now: float) -> None:
+        """Open the device again; when it is not there (unplugged, a sink unloaded), keep the
+        input alive and retry every ``stall_seconds`` [s] rather than end the run."""
+        try:
+            self._open()
+        except AudioInputError as exc:
+            self._stream = None
+            self._last_progress = now  # (the stall that led here has already marked a gap)
+            self.reopen_failures += 1
+            if self.reopen_failures == 1:
+                log.warning("%s cannot be opened again (%s); retrying every %.1f s (counted)",
+                            self.name, exc.reason, self.stall_seconds)
+
     def stats(self) -> dict[str, int]:
-        return {**super().stats(), "restarts": self.restarts}
+        return {**super().stats(), "restarts": self.restarts, "reopen_failures": self.reopen_failures}
 
     def _open(self) -> None:
         sd = _sd()
@@ -815,6 +852,8 @@ class PacedInput:
         self.stream = stream
         self.finished = False
         self.error: str | None = None
+        self.warning: str | None = None
+        """Something wrong with the input that did not stop it (a truncated file), or None."""
         self.rate = int(rate)
         self.realtime = realtime
         self.block_frames = max(1, int(round(FILE_BLOCK_SECONDS * rate)))
@@ -860,9 +899,11 @@ class PacedInput:
             if frames.shape[0] < self.block_frames:
                 out.append(self._converter.flush())
                 self.finished = True
-        if not out:
+        bad = self._converter.take_nonfinite()
+        if not out and not bad:
             return []
-        return [Block(self.stream, np.concatenate(out) if len(out) > 1 else out[0])]
+        samples = np.concatenate(out) if len(out) > 1 else (out[0] if out else np.zeros(0, np.float32))
+        return [Block(self.stream, samples, nonfinite_samples=bad)]
 
     @property
     def resampler_delay_seconds(self) -> float:
@@ -917,7 +958,7 @@ def open_file(
         data: np.ndarray = f.read(frames, dtype="float32", always_2d=True)
         return data
 
-    return PacedInput(
+    inp = PacedInput(
         f"file {p}",
         stream,
         read=read,
@@ -927,6 +968,37 @@ def open_file(
         realtime=realtime,
         on_close=f.close,
     )
+    inp.warning = truncation(f)
+    return inp
+
+
+_SHOULD_BE = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_PLACEHOLDER_SIZES = (0, 0xFFFFFFFF, 0xFFFFFFFE, 0x7FFFFFFF)  # written by streaming encoders: size unknown
+
+
+def truncation(f: Any) -> str | None:
+    """Why an open ``soundfile.SoundFile`` is truncated, or None.
+
+    libsndfile reads a WAV, AIFF or similar file whose audio chunk is shorter than its
+    header says up to where it ends, and says so only in its log (``extra_info``:
+    ``data : 529200 (should be 299956)``). A size that a streaming encoder writes when
+    it cannot know the length (0, 0xFFFFFFFF) is not a truncation.
+    """
+    try:
+        info = str(f.extra_info)
+        frames, rate = int(f.frames), int(f.samplerate)
+    except Exception:  # noqa: BLE001 - no log, no verdict
+        return None
+    found = _SHOULD_BE.search(info)
+    if found is None or rate <= 0 or frames <= 0:
+        return None
+    declared, present = int(found.group(1)), int(found.group(2))
+    if declared in _PLACEHOLDER_SIZES or declared <= present or present <= 0:
+        return None
+    have = frames / rate
+    says = have * declared / present
+    return (f"is truncated: its header promises {says:.2f} s of audio, the file holds {have:.2f} s; "
+            "what is there was analysed")
 
 
 # ---- raw PCM on stdin ----------------------------------------------------------------
@@ -935,6 +1007,13 @@ class PcmInput:
 
     ``fmt`` is one of ``PCM_FORMATS`` (little-endian); ``rate`` [Hz] and ``channels``
     describe the bytes. Partial frames are carried over between reads.
+
+    Notes
+    -----
+    The descriptor is never switched to non-blocking mode: that flag belongs to the
+    open file, which a terminal or a pipe shares with the shell and the other programs
+    on it, so setting it would leave the next ``cat`` failing with EAGAIN. ``poll``
+    reads only while ``select`` says there is data (or the end).
     """
 
     def __init__(
@@ -971,7 +1050,14 @@ class PcmInput:
         self.bytes_read = 0
 
     def start(self) -> None:
-        os.set_blocking(self._fd, False)
+        pass
+
+    def _readable(self) -> bool:
+        try:
+            ready, _, _ = select.select([self._fd], [], [], 0)
+        except (OSError, ValueError):
+            return True  # let the read report it
+        return bool(ready)
 
     def fileno(self) -> int | None:
         return None if self.finished else self._fd
@@ -983,9 +1069,11 @@ class PcmInput:
         chunks = [self._pending] if self._pending else []
         eof = False
         for _ in range(64):
+            if not self._readable():
+                break
             try:
                 data = os.read(self._fd, 1 << 16)
-            except BlockingIOError:
+            except BlockingIOError:  # a descriptor someone else made non-blocking
                 break
             except OSError as exc:
                 self.error = f"read failed ({exc})"
@@ -1007,9 +1095,11 @@ class PcmInput:
             parts.append(self._converter.flush())
             self.finished = True
         parts = [p for p in parts if p.shape[0]]
-        if not parts:
+        bad = self._converter.take_nonfinite()
+        if not parts and not bad:
             return []
-        return [Block(self.stream, np.concatenate(parts) if len(parts) > 1 else parts[0])]
+        samples = np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, np.float32))
+        return [Block(self.stream, samples, nonfinite_samples=bad)]
 
     @property
     def resampler_delay_seconds(self) -> float:
@@ -1064,6 +1154,24 @@ def _split_channels(rest: str) -> tuple[str, list[int] | None]:
     return rest, None
 
 
+def _check_channels_after_path(text: str, spec: str) -> None:
+    """Refuse a file followed by channels that cannot be (``song.wav:0``, ``song.wav:left``).
+
+    ``_split_channels`` leaves such a tail in the name, so a bare ``song.wav:0`` named a
+    device ``song.wav:0``. The tail counts as channels after an existing file, or when it is
+    digits and ranges after something that looks like a path; a missing file with a colon
+    in its name (``x/My Song: Live.mp3``) stays a missing file. Raises ``ConfigError``.
+    """
+    before, sep, tail = spec.rpartition(":")
+    if not sep or not before or Path(spec).exists():
+        return
+    if Path(before).is_file() or (looks_like_path(before) and re.fullmatch(r"[\d\s,-]+", tail)):
+        try:
+            parse_channels(tail)
+        except ConfigError as exc:
+            raise ConfigError(f"stream={text!r}: {exc}") from None
+
+
 def parse_stream_spec(text: str, *, index: int) -> StreamSpec:
     """Parse ``[ID=]SPEC``; ``index`` numbers streams without an id (``s1``, ``s2``...)."""
     ident, sep, spec = text.partition("=")
@@ -1078,6 +1186,8 @@ def parse_stream_spec(text: str, *, index: int) -> StreamSpec:
     if spec.startswith("file:"):
         rest = spec[5:]
         path, ch = (rest, None) if Path(rest).exists() else _split_channels(rest)
+        if ch is None:
+            _check_channels_after_path(text, rest)
         return StreamSpec(ident, "file", path, ch)
     if spec.startswith("device:"):
         dev, ch = _split_channels(spec[7:])
@@ -1085,6 +1195,8 @@ def parse_stream_spec(text: str, *, index: int) -> StreamSpec:
     if Path(spec).exists():
         return StreamSpec(ident, "file", spec, None)
     head, ch = _split_channels(spec)
+    if ch is None:
+        _check_channels_after_path(text, spec)
     if looks_like_path(head):
         return StreamSpec(ident, "file", head, ch)
     return StreamSpec(ident, "device", head, ch)

@@ -5,14 +5,18 @@ this (``{"type": "va", ...}``) and the NDJSON sink writes it one object per line
 
 Both sinks write in the caller's thread by default (``queue_size=0``): every line is
 written and flushed, nothing is dropped, and a reader that stops reading a pipe
-eventually blocks the writer once the OS pipe buffer (64 KiB on Linux, several hundred
-lines) is full. That is what ``rtmer analyze`` wants. For a live run whose reader may
-stall, pass ``queue_size=N``: lines then go through a bounded queue of N lines to a
-daemon writer thread, ``publish`` never blocks, and when the queue is full the OLDEST
-line is dropped and counted in ``dropped``.
+blocks the writer once the OS pipe buffer (64 KiB on Linux, several hundred lines) is
+full. That is what ``rtmer analyze`` and ``rtmer run`` on files and stdin want: the
+input waits for the reader, and every update reaches it. For a live input (a sound
+card, which cannot wait) pass ``queue_size=N``: lines then go through a bounded queue
+of N lines to a daemon writer thread, ``publish`` never blocks, and when the queue is
+full the OLDEST line is dropped and counted in ``dropped``; lines still queued when
+``close`` gives up waiting are counted there too, so ``written + dropped`` is every
+line handed over. A CSV header is written before the queue starts and never dropped.
 
-A write that fails (a closed pipe: ``BrokenPipeError``; a closed file) is logged once;
-later lines are counted in ``dropped`` and not written.
+A write that fails (a closed pipe: ``BrokenPipeError``; a closed file) is logged once
+and sets ``failed`` (with ``error``); later lines are counted in ``dropped`` and not
+written.
 """
 
 from __future__ import annotations
@@ -84,9 +88,10 @@ class _LineWriter:
 
     ``queue_size=0`` writes in the caller's thread; ``queue_size>0`` hands lines to a
     daemon thread through a ``deque(maxlen=queue_size)`` (drops the oldest, counts it).
+    ``header`` is written at once, before the writer thread starts, and never dropped.
     """
 
-    def __init__(self, file: TextIO, *, queue_size: int, name: str) -> None:
+    def __init__(self, file: TextIO, *, queue_size: int, name: str, header: str | None = None) -> None:
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 0:
             raise ConfigError(f"queue_size={queue_size!r} must be an integer >= 0 (0 writes inline)")
         self._file = file
@@ -94,16 +99,28 @@ class _LineWriter:
         self.written = 0
         """Lines written [count]."""
         self.dropped = 0
-        """Lines not written: dropped from a full queue or after a write error [count]."""
+        """Lines not written: dropped from a full queue, after a write error, or still
+        queued when ``close`` stopped waiting [count]."""
+        self.error: str | None = None
+        """Why the file stopped taking lines (the first write error), or None."""
         self._failed = False
         self._closed = False
+        self._writing = False  # the writer thread is inside a write
+        self._abandoned = False  # close stopped waiting: counters are final
         self._queue: deque[str] | None = None
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
+        if header is not None:
+            self._write(header)
         if queue_size > 0:
             self._queue = deque(maxlen=queue_size)
             self._thread = threading.Thread(target=self._run, name=f"rtmer-{name}-writer", daemon=True)
             self._thread.start()
+
+    @property
+    def failed(self) -> bool:
+        """True once a write failed (the reader of a pipe went away, a closed file)."""
+        return self._failed
 
     def put(self, line: str) -> None:
         """Write ``line`` (which ends in a newline) now, or queue it; never raises on I/O errors."""
@@ -128,10 +145,17 @@ class _LineWriter:
             self._file.flush()
         except (OSError, ValueError) as exc:  # BrokenPipeError, closed file
             self._failed = True
-            self.dropped += 1
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.dropped += 0 if self._abandoned else 1
             log.warning("%s output stopped: %s; further lines are dropped and counted", self._name, exc)
             return
-        self.written += 1
+        except KeyboardInterrupt:  # a second Ctrl-C while a reader blocks the pipe: do not flush again
+            self._failed = True
+            self.error = "interrupted while the reader was not reading"
+            self.dropped += 1
+            raise
+        if not self._abandoned:
+            self.written += 1
 
     def _run(self) -> None:
         assert self._queue is not None
@@ -139,13 +163,21 @@ class _LineWriter:
             with self._cond:
                 while not self._queue and not self._closed:
                     self._cond.wait()
-                if not self._queue and self._closed:
+                if not self._queue:
                     return
                 line = self._queue.popleft()
+                self._writing = True
             self._write(line)
+            with self._cond:
+                self._writing = False
+                if self._abandoned:
+                    return
 
     def close(self, timeout: float = 2.0) -> None:
-        """Write what is queued (waiting at most ``timeout`` [s]) and flush; leaves the file open."""
+        """Write what is queued (waiting at most ``timeout`` [s]) and flush; leaves the file open.
+
+        Lines still queued after ``timeout`` are not written and are counted in ``dropped``.
+        """
         if self._closed:
             return
         with self._cond:
@@ -153,17 +185,27 @@ class _LineWriter:
             self._cond.notify()
         if self._thread is not None:
             self._thread.join(timeout)
-        if not self._failed:
+            with self._cond:
+                assert self._queue is not None
+                if self._thread.is_alive():  # the writer is stuck in a write: these will never be written
+                    self._abandoned = True
+                    self.dropped += len(self._queue) + (1 if self._writing else 0)
+                    self._queue.clear()
+        if not self._failed and not self._abandoned:  # a stuck writer would block the flush too
             try:
                 self._file.flush()
-            except (OSError, ValueError):
-                pass
+            except (OSError, ValueError) as exc:
+                self._failed = True
+                self.error = self.error or f"{type(exc).__name__}: {exc}"
 
 
 class _LineSink:
     """What the line-based sinks share: a ``_LineWriter`` and its counters."""
 
     _out: _LineWriter
+    _header_lines = 0
+    published = 0
+    """Updates handed to ``publish`` [count]."""
 
     @property
     def written(self) -> int:
@@ -171,9 +213,24 @@ class _LineSink:
         return self._out.written
 
     @property
+    def updates_written(self) -> int:
+        """Updates written [count]: ``written`` without the header."""
+        return max(0, self._out.written - self._header_lines)
+
+    @property
     def dropped(self) -> int:
-        """Lines dropped from a full queue or after a write error [count]."""
+        """Lines dropped from a full queue, after a write error, or still queued at close [count]."""
         return self._out.dropped
+
+    @property
+    def failed(self) -> bool:
+        """True once a write failed: the reader of a pipe went away, or the file was closed."""
+        return self._out.failed
+
+    @property
+    def error(self) -> str | None:
+        """The first write error, as text, or None."""
+        return self._out.error
 
     def close(self) -> None:
         """Write what is queued and flush; the file stays open."""
@@ -191,9 +248,11 @@ class NdjsonSink(_LineSink):
 
     def __init__(self, file: TextIO, *, queue_size: int = 0) -> None:
         self._out = _LineWriter(file, queue_size=queue_size, name="NDJSON")
+        self.published = 0
 
     def publish(self, update: Update) -> None:
         """Write (or queue) the line for ``update``."""
+        self.published += 1
         self._out.put(update_to_json(update) + "\n")
 
 
@@ -208,10 +267,11 @@ class CsvSink(_LineSink):
     """
 
     def __init__(self, file: TextIO, *, queue_size: int = 0) -> None:
-        self._out = _LineWriter(file, queue_size=queue_size, name="CSV")
         self._buf = io.StringIO()
         self._csv = csv.writer(self._buf, lineterminator="\n")
-        self._out.put(self._line(list(CSV_COLUMNS)))
+        self._header_lines = 1
+        self.published = 0
+        self._out = _LineWriter(file, queue_size=queue_size, name="CSV", header=self._line(list(CSV_COLUMNS)))
 
     def _line(self, row: list[str]) -> str:
         self._buf.seek(0)
@@ -221,4 +281,5 @@ class CsvSink(_LineSink):
 
     def publish(self, update: Update) -> None:
         """Write (or queue) the row for ``update``."""
+        self.published += 1
         self._out.put(self._line(csv_row(update)))

@@ -11,12 +11,17 @@ Server to client:
 
 - ``{"type": "hello", "protocol": 1, "model": {...}, "streams": [...], ...}`` first, on
   connect: the ``hello`` dict the engine passes (model metadata, stream ids), with
-  ``type`` and ``protocol`` added.
+  ``type`` and ``protocol`` added. Its ``model`` holds only ``HELLO_MODEL_KEYS`` (name,
+  version, rates) unless the client presented the server's token: only then the
+  whole metadata (training data, metrics, architecture).
 - ``{"type": "va", "stream": id, "seq": n, "t": stream_seconds, "time": unix_seconds,
   "valence": v, "arousal": a, "raw": {"valence": rv, "arousal": ra}, "mood": label}``
   per update (``rtmer.textout.update_to_dict``); values in [-1, 1], ``t`` and ``time`` [s].
 - ``{"type": "subscribed", "streams": [...] | null}`` and ``{"type": "pong", "time":
-  unix_seconds[, "id": ...]}`` in reply to the client messages below.
+  unix_seconds[, "id": ...]}`` in reply to the client messages below;
+  ``{"type": "error", "request": type, "message": text}`` in reply to a ``subscribe``
+  that is refused (more than ``MAX_SUBSCRIBE_STREAMS`` ids, ids that are not strings)
+  or a message of an unknown type.
 
 Client to server (optional):
 
@@ -24,10 +29,34 @@ Client to server (optional):
   to this client; ``"streams": null`` or ``"*"`` sends all again (the default).
 - ``{"type": "ping"[, "id": x]}`` gets a ``pong`` (echoing a string or number ``id``).
 
-Anything else (binary frames, text that is not JSON or not an object, unknown types,
-bad fields, text over ``MAX_CONTROL_CHARS``) is ignored and counted. A frame over
-``MAX_FRAME_BYTES`` makes the websockets library close that one connection (code 1009);
-the server and the other clients carry on.
+Anything else (binary frames, text that is not JSON or not an object, JSON nested
+deeper than Python can parse, bad fields, text over ``MAX_CONTROL_CHARS``) is ignored
+and counted. A frame over ``MAX_FRAME_BYTES`` makes the websockets library close that
+one connection (code 1009); the server and the other clients carry on.
+
+Security
+--------
+- **Where it listens.** A loopback address (``127.0.0.1``, ``::1``, ``localhost``) by
+  default. Any other address (``0.0.0.0``, a LAN address) needs a ``token``: the
+  constructor refuses it otherwise (``ConfigError``).
+- **Token.** With a ``token`` (at least ``MIN_TOKEN_CHARS`` characters) every client must
+  present it, as ``Authorization: Bearer TOKEN`` or as the query parameter
+  ``?token=TOKEN``; it is compared in constant time (``hmac.compare_digest``). A
+  missing or wrong token is refused in the handshake with HTTP 401.
+- **Origin.** A browser sends the page's ``Origin``; a handshake whose Origin is not
+  allowed is refused with HTTP 403, so a web page from elsewhere cannot read the
+  stream. Allowed: no Origin (programs, not browsers); a loopback origin
+  (``http://localhost:…``, ``http://127.0.0.1:…``: the built-in page, local tools); an
+  origin on the host the client connected to (the built-in page served from this
+  machine's LAN address); and each of ``allowed_origins`` (exact, such as
+  ``https://show.example``; ``"*"`` allows any, ``"null"`` pages opened from files).
+- **Host.** Without a token, the ``Host`` header must name a loopback host, which stops
+  DNS rebinding (a page whose own name has been pointed at 127.0.0.1) with HTTP 403.
+- **Connection cap.** At most ``max_clients`` clients at once; one more is accepted and
+  closed at once with code 1013 (try again later) and a reason that says so.
+- **TLS.** With ``certfile`` and ``keyfile`` the server speaks ``wss://``.
+
+Refused handshakes are counted in ``refused`` (and capped clients in ``capped``).
 
 Notes
 -----
@@ -49,19 +78,26 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hmac
+import ipaddress
 import json
 import logging
 import math
+import socket
+import ssl
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from http import HTTPStatus
 from itertools import count
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
-from websockets.protocol import State
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from rtmer.errors import ConfigError, PortInUseError
 from rtmer.textout import update_to_json
@@ -75,6 +111,15 @@ MAX_CONTROL_CHARS = 4096
 MAX_FRAME_BYTES = 65536
 """Client frames larger than this [bytes] close that client's connection (code 1009)."""
 MAX_SUBSCRIBE_STREAMS = 256
+MAX_CLIENTS = 256
+"""Default cap on clients connected at once; one more is closed with code 1013."""
+CLOSE_TOO_MANY_CLIENTS = 1013  # RFC 6455 registry: "Try Again Later"
+MIN_TOKEN_CHARS = 16
+HELLO_MODEL_KEYS = (
+    "model_name", "model_version", "contract_version", "sample_rate", "hop_samples", "hop_seconds",
+    "outputs", "output_range",
+)
+"""The model metadata a client without the token gets in its hello (what it needs to read the stream)."""
 FAST_PATH_BUFFER_BYTES = 16384
 """A client with nothing queued and less than this [bytes] waiting in its socket's write
 buffer gets an update written at once; the others go through their queue."""
@@ -112,6 +157,10 @@ class WebSocketStats:
     dropped: int
     ignored: int
     per_client: tuple[ClientStats, ...]
+    refused: int = 0
+    """Handshakes refused: wrong or missing token, Origin or Host not allowed."""
+    capped: int = 0
+    """Clients closed at once because ``max_clients`` were connected."""
 
 
 class _Client:
@@ -128,6 +177,7 @@ class _Client:
         self.sent = 0
         self.dropped = 0
         self.ignored = 0
+        self.hello = ""
 
     def stats(self) -> ClientStats:
         return ClientStats(
@@ -156,8 +206,18 @@ class WebSocketSink:
         the engine puts ``"model"`` (metadata) and ``"streams"`` (ids) in it.
     queue_size
         Messages queued per client [messages]; when full the oldest is dropped and counted.
+    token
+        The secret clients must present (see the module's Security notes); None lets
+        any client in, which only a loopback ``host`` allows.
+    allowed_origins
+        Browser origins allowed besides loopback and same-host ones, exactly as a
+        browser sends them (``https://show.example:8443``); ``"*"`` allows any.
+    max_clients
+        Clients connected at once [clients]; one more is closed with code 1013.
+    certfile, keyfile
+        PEM certificate (chain) and private key: serve ``wss://`` (TLS).
 
-    See the module docstring for the protocol and the overflow policy.
+    See the module docstring for the protocol, the overflow policy and security.
     """
 
     def __init__(
@@ -167,6 +227,11 @@ class WebSocketSink:
         *,
         hello: dict[str, Any],
         queue_size: int = 64,
+        token: str | None = None,
+        allowed_origins: tuple[str, ...] | list[str] = (),
+        max_clients: int = MAX_CLIENTS,
+        certfile: str | None = None,
+        keyfile: str | None = None,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ConfigError(f"WebSocket host={host!r} must be a non-empty host name or address")
@@ -174,10 +239,46 @@ class WebSocketSink:
             raise ConfigError(f"WebSocket port={port!r} must be an integer in 0..65535 (0 picks a free port)")
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise ConfigError(f"WebSocket queue_size={queue_size!r} must be a positive integer [messages]")
+        if isinstance(max_clients, bool) or not isinstance(max_clients, int) or not 1 <= max_clients <= 100_000:
+            raise ConfigError(f"WebSocket max_clients={max_clients!r} must be an integer in 1..100000 [clients]")
+        if token is not None and (not isinstance(token, str) or len(token) < MIN_TOKEN_CHARS
+                                  or not token.isprintable() or token != token.strip()):
+            raise ConfigError(
+                f"WebSocket token must be at least {MIN_TOKEN_CHARS} printable characters without spaces at its "
+                "ends (got " + (f"{len(token)} characters" if isinstance(token, str) else repr(token)) + "); "
+                "make one with: python -c 'import secrets; print(secrets.token_urlsafe())'"
+            )
+        if token is None and not is_loopback_host(host):
+            raise ConfigError(
+                f"WebSocket host={host!r} is not a loopback address, so anyone on the network could read the "
+                "stream: give a token (--ws-token TOKEN or the RTMER_WS_TOKEN environment variable; clients send "
+                "'Authorization: Bearer TOKEN' or ?token=TOKEN), or listen on 127.0.0.1"
+            )
+        origins = list(allowed_origins)
+        if not all(isinstance(o, str) and o for o in origins):
+            raise ConfigError(f"WebSocket allowed_origins={origins!r} must be origins such as 'https://show.example'")
+        if (certfile is None) != (keyfile is None):
+            raise ConfigError(f"WebSocket TLS needs both a certificate and a key (got certfile={certfile!r}, "
+                              f"keyfile={keyfile!r})")
+        self._ssl: ssl.SSLContext | None = None
+        if certfile is not None and keyfile is not None:
+            try:
+                ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                ctx.load_cert_chain(certfile, keyfile)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise ConfigError(f"WebSocket TLS: cannot load certificate {certfile!r} and key {keyfile!r} "
+                                  f"({exc})") from exc
+            self._ssl = ctx
         self.host = host
         self.port = port
         self.queue_size = queue_size
-        self._hello_json = self._encode_hello(hello)
+        self.max_clients = max_clients
+        self.tls = self._ssl is not None
+        self._token = token.encode("utf-8") if token is not None else None
+        self._origins = {_normal_origin(o) for o in origins}
+        self._refused = 0
+        self._capped = 0
+        self._hello_json, self._hello_public = self._encode_hellos(hello)
         self._clients: dict[int, _Client] = {}
         self._gone: deque[ClientStats] = deque(maxlen=_GONE_KEPT)
         self._ids = count(1)
@@ -200,7 +301,28 @@ class WebSocketSink:
             if isinstance(err, OSError) and err.errno == errno.EADDRINUSE:
                 raise PortInUseError(host, port) from err
             raise ConfigError(f"WebSocket server cannot listen on {host}:{port}: {err}") from err
-        log.info("WebSocket server listening on ws://%s:%d", host, self.port)
+        log.info("WebSocket server listening on %s", self.url)
+
+    @property
+    def has_token(self) -> bool:
+        """True when clients must present a token."""
+        return self._token is not None
+
+    @property
+    def url(self) -> str:
+        """Where clients connect, e.g. ``ws://127.0.0.1:8765/`` (``wss://`` with TLS)."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}/"
+
+    @classmethod
+    def _encode_hellos(cls, hello: dict[str, Any]) -> tuple[str, str]:
+        """(the hello for clients with the token, the one for the others: ``HELLO_MODEL_KEYS`` only)."""
+        full = cls._encode_hello(hello)
+        public = dict(hello)
+        model = hello.get("model")
+        if isinstance(model, dict):
+            public["model"] = {k: model[k] for k in HELLO_MODEL_KEYS if k in model}
+        return full, cls._encode_hello(public)
 
     @staticmethod
     def _encode_hello(hello: dict[str, Any]) -> str:
@@ -227,8 +349,8 @@ class WebSocketSink:
 
     def set_hello(self, hello: dict[str, Any]) -> None:
         """Replace the hello sent to clients that connect from now on."""
-        encoded = self._encode_hello(hello)
-        self._hello_json = encoded  # a str swap is atomic; read by the loop on connect
+        full, public = self._encode_hellos(hello)
+        self._hello_json, self._hello_public = full, public  # str swaps are atomic; read by the loop on connect
 
     @property
     def stats(self) -> WebSocketStats:
@@ -244,6 +366,8 @@ class WebSocketSink:
             dropped=self._dropped,
             ignored=self._ignored,
             per_client=tuple(by_id[i] for i in sorted(by_id)),
+            refused=self._refused,
+            capped=self._capped,
         )
 
     def close(self, timeout: float = 2.0) -> None:
@@ -297,7 +421,48 @@ class WebSocketSink:
             compression=None,
             max_size=MAX_FRAME_BYTES,
             close_timeout=1.0,
+            process_request=self._check_handshake,
+            ssl=self._ssl,
+            server_header=None,
         )
+
+    def _refuse(self, connection: ServerConnection, status: HTTPStatus, why: str) -> Response:
+        self._refused += 1
+        log.info("WebSocket handshake from %s refused (%d): %s", _remote(connection), status.value, why)
+        return connection.respond(status, why + "\n")
+
+    def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Token, Origin and Host checks (the module's Security notes); None lets the handshake go on."""
+        headers = request.headers
+        if self._token is not None:
+            given = _presented_token(request)
+            if given is None:
+                return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "this server needs a token: send "
+                                    "'Authorization: Bearer TOKEN' or connect to ...?token=TOKEN")
+            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._token):
+                return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "wrong token")
+        try:
+            origins = headers.get_all("Origin")
+            hosts = headers.get_all("Host")
+        except Exception:  # noqa: BLE001 - a malformed header is a refusal, not a traceback
+            return self._refuse(connection, HTTPStatus.BAD_REQUEST, "malformed headers")
+        host = _hostname(hosts[0]) if len(hosts) == 1 else None
+        if self._token is None and (host is None or not _is_loopback_name(host)):
+            return self._refuse(connection, HTTPStatus.FORBIDDEN, f"Host {hosts[0] if hosts else None!r} is not "
+                                "allowed without a token (this server answers loopback names only)")
+        if len(origins) > 1 or (origins and not self._origin_allowed(origins[0], host)):
+            return self._refuse(connection, HTTPStatus.FORBIDDEN, f"Origin {', '.join(origins)!r} is not allowed "
+                                "(allow it with --ws-origin ORIGIN)")
+        return None
+
+    def _origin_allowed(self, origin: str, host: str | None) -> bool:
+        normal = _normal_origin(origin)
+        if "*" in self._origins or normal in self._origins:
+            return True
+        name = _hostname_of_origin(origin)
+        if name is None:
+            return False  # "null" (a page opened from a file, a sandboxed frame) unless allowed
+        return _is_loopback_name(name) or (host is not None and name == host)
 
     async def _shutdown(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -344,7 +509,16 @@ class WebSocketSink:
         client.wake.set()
 
     async def _handler(self, ws: ServerConnection) -> None:
+        authenticated = self._token is not None  # with a token, only clients that presented it get here
+        if len(self._clients) >= self.max_clients:
+            self._capped += 1
+            log.log(logging.WARNING if self._capped == 1 else logging.DEBUG,
+                    "WebSocket client from %s closed: %d clients are connected, the most allowed "
+                    "(--ws-max-clients; logged once, counted)", _remote(ws), len(self._clients))
+            await ws.close(CLOSE_TOO_MANY_CLIENTS, f"too many clients: at most {self.max_clients}")
+            return
         client = _Client(next(self._ids), ws, self.queue_size)
+        client.hello = self._hello_json if authenticated else self._hello_public
         self._connections += 1
         self._clients[client.id] = client
         log.info("WebSocket client %d connected from %s", client.id, client.remote)
@@ -374,7 +548,7 @@ class WebSocketSink:
     async def _sender(self, client: _Client) -> None:
         ws = client.ws
         try:
-            await ws.send(self._hello_json)
+            await ws.send(client.hello)
             while True:
                 while client.queue:
                     await ws.send(client.queue.popleft())  # waits while the socket is congested
@@ -398,8 +572,8 @@ class WebSocketSink:
             return self._ignore(client, f"{len(message)} characters > {MAX_CONTROL_CHARS}")
         try:
             obj = json.loads(message)
-        except ValueError:
-            return self._ignore(client, "not JSON")
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+            return self._ignore(client, "not JSON, or nested too deep")
         if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
             return self._ignore(client, "not an object with a string 'type'")
         kind = obj["type"]
@@ -422,7 +596,96 @@ class WebSocketSink:
             ):
                 client.streams = frozenset(streams)
             else:
-                return self._ignore(client, "subscribe needs 'streams': a list of ids, null or '*'")
+                if isinstance(streams, list) and len(streams) > MAX_SUBSCRIBE_STREAMS:
+                    why = f"subscribe takes at most {MAX_SUBSCRIBE_STREAMS} stream ids (got {len(streams)})"
+                else:
+                    why = "subscribe needs 'streams': a list of stream ids (strings), null or '*'"
+                self._reply_error(client, "subscribe", why + "; the subscription is unchanged")
+                return self._ignore(client, why)
             listed = None if client.streams is None else sorted(client.streams)
             return self._push(client, json.dumps({"type": "subscribed", "streams": listed}, separators=(",", ":")))
+        self._reply_error(client, kind[:40], f"unknown message type {kind[:40]!r}; this server (protocol "
+                          f"{PROTOCOL_VERSION}) reads 'subscribe' and 'ping'")
         return self._ignore(client, f"unknown type {kind[:40]!r}")
+
+    def _reply_error(self, client: _Client, request: str, message: str) -> None:
+        self._push(client, json.dumps({"type": "error", "request": request, "message": message},
+                                      separators=(",", ":")))
+
+
+# ---- handshake helpers ----------------------------------------------------------------
+def _remote(connection: ServerConnection) -> str:
+    addr = connection.remote_address
+    return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else str(addr)
+
+
+def _is_loopback_name(name: str) -> bool:
+    """True for ``localhost`` (and ``*.localhost``), 127.0.0.0/8 and ``::1`` (no lookup)."""
+    name = name.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when a bind address ``host`` can only be reached from this machine.
+
+    A name other than ``localhost`` counts when every address it resolves to is loopback.
+    """
+    if _is_loopback_name(host):
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return False  # an address, and not a loopback one
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(_is_loopback_name(str(info[4][0])) for info in infos)
+
+
+def _hostname(host_header: str) -> str | None:
+    """The host of a ``Host`` header (``example:8765`` -> ``example``, ``[::1]:8765`` -> ``::1``), lower case."""
+    try:
+        name = urlsplit("//" + host_header.strip()).hostname
+    except ValueError:
+        return None
+    return name.lower() if name else None
+
+
+def _hostname_of_origin(origin: str) -> str | None:
+    try:
+        parts = urlsplit(origin.strip())
+        name = parts.hostname
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not name:
+        return None
+    return name.lower()
+
+
+def _normal_origin(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()
+
+
+def _presented_token(request: Request) -> str | None:
+    """The token a client presented: ``Authorization: Bearer TOKEN``, else ``?token=TOKEN``; None if neither."""
+    try:
+        auth = request.headers.get("Authorization")
+    except Exception:  # noqa: BLE001 - several Authorization headers
+        return None
+    if auth:
+        scheme, _, value = auth.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    try:
+        query = parse_qs(urlsplit(request.path).query, max_num_fields=20)
+    except ValueError:
+        return None
+    values = query.get("token")
+    return values[0] if values else None

@@ -223,3 +223,16 @@ def test_summary_counts_hours_of_the_files_analysed(tmp_path: Path) -> None:
     code, _, err = cli("analyze", str(long), "-o", str(tmp_path / "long.csv"))
     assert code == EXIT_OK, err
     assert re.search(rf"analysed 1 of 1 file to {re.escape(str(tmp_path / 'long.csv'))}, 0\.11 h of audio", err), err
+
+
+def test_an_output_that_is_one_of_the_inputs_is_refused(clip: Path, tmp_path: Path) -> None:
+    """`rtmer analyze song.wav -o song.wav` replaced the audio with its CSV, exit 0."""
+    song = tmp_path / "song.wav"
+    song.write_bytes(clip.read_bytes())
+    for output in (str(song), str(tmp_path / "sub" / ".." / "song.wav")):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        code, out, err = cli("analyze", str(clip), str(song), "-o", output)
+        assert code == EXIT_USAGE, err
+        assert f"--output={output!r} is the input {str(song)!r}; expected another file" in err
+        assert out == "" and "analysed" not in err
+    assert song.read_bytes() == clip.read_bytes()

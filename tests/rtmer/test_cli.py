@@ -247,10 +247,10 @@ def test_demo_runs_the_live_pipeline_with_osc_and_websocket() -> None:
     udp.bind(("127.0.0.1", 0))
     udp.settimeout(10)
     osc_port = udp.getsockname()[1]
-    ws_port = free_port()
+    ws_port, web_port = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rtmer", "demo", "--seconds", "3", "--osc", f"127.0.0.1:{osc_port}",
-         "--ws-port", str(ws_port), "--section-seconds", "1"],
+         "--ws-port", str(ws_port), "--web-port", str(web_port), "--section-seconds", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
     )
     try:
@@ -269,6 +269,10 @@ def test_demo_runs_the_live_pipeline_with_osc_and_websocket() -> None:
             assert msg["type"] == "va" and msg["stream"] == "demo"
         datagram, _ = udp.recvfrom(65536)
         assert datagram.startswith(b"#bundle\x00") and b"/rtmer/valence" in datagram
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/config.json", timeout=10) as page:  # the live page
+            assert json.loads(page.read()) == {"ws": f"ws://127.0.0.1:{ws_port}/"}
         out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
@@ -276,6 +280,7 @@ def test_demo_runs_the_live_pipeline_with_osc_and_websocket() -> None:
         udp.close()
     assert proc.returncode == EXIT_OK, err.decode()
     assert "(playing: " in out.decode() and "updates" in err.decode()
+    assert f"rtmer: web page on http://127.0.0.1:{web_port}/\n" in err.decode()
 
 
 def test_python_dash_m_rtmer_help() -> None:

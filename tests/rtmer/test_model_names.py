@@ -109,7 +109,10 @@ def test_an_installed_wheel_finds_its_models(tmp_path: Path) -> None:
     (wheel,) = dist.glob("rtmer-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "rtmer/models/rtmer-default.onnx" in names and "rtmer/models/rtmer-default.md" in names
+    assert {f"rtmer/webpage/{n}" for n in ("index.html", "app.js", "style.css")} <= set(names)  # rtmer.web's page
     assert not [n for n in names if n.startswith("rtmer/models/") and n.endswith((".json", ".png"))]
+    # rtmer demo's music and the typing marker: an editable install finds them in the checkout either way
+    assert {f"rtmer/demo_music/{s}.ogg" for s in ("calm", "excited", "sad", "tense")} | {"rtmer/py.typed"} <= set(names)
     assert not [n for n in names if not n.startswith(("rtmer/", "rtmer-"))], "only rtmer itself installs"
 
     run(sys.executable, "-m", "venv", "--without-pip", venv)

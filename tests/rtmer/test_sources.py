@@ -440,3 +440,69 @@ def test_watchdog_waits_for_the_first_audio_then_reopens_a_stall(fake_portaudio:
     inp.push(block)
     assert [b.gap for b in inp.poll()] == [False]  # no gap for a start that delivered nothing
     inp.close()
+
+
+def test_a_file_with_channels_that_cannot_be_is_a_channels_error_not_a_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'song.wav:0' was a device named 'song.wav:0' (exit 4, "no input device matches"); the channels are wrong."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "song.wav").write_bytes(b"")
+    (tmp_path / "noext").write_bytes(b"")
+    for text, bad in [("song.wav:0", "0"), ("deck=song.wav:left", "left"), ("file:song.wav:0", "0"),
+                      ("missing.flac:2-1", "2-1"), ("x/missing.wav:0", "0"), ("file:noext:abc", "abc")]:
+        with pytest.raises(ConfigError, match=rf"^stream={re.escape(repr(text))}: channels={re.escape(repr(bad))}"):
+            parse_stream_spec(text, index=0)
+    # unchanged: ALSA names, missing files with a colon in their names, files whose names end like channels
+    assert parse_stream_spec("hw:1,0", index=0).kind == "device"
+    assert parse_stream_spec("x/My Song: Live.mp3", index=0).target == "x/My Song: Live.mp3"
+    assert parse_stream_spec("file:x/take:left", index=0).target == "x/take:left"
+    (tmp_path / "take:0").write_bytes(b"")
+    assert parse_stream_spec("take:0", index=0).target == "take:0"
+    code, err = _cli_code("run", "--stream", "song.wav:0", "--no-display")
+    assert code == 2 and "stream='song.wav:0': channels='0'" in err and "no input device" not in err
+
+
+def test_a_device_that_cannot_be_opened_again_is_retried_not_ended(
+    fake_portaudio: list[dict[str, object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9's fault run: a PulseAudio sink unloaded under a capture ended the run for good."""
+    import types
+
+    now = [100.0]
+    inp = LiveInput("mix.monitor", streams={"a": [0]}, model_rate=48000, stall_seconds=1.0, start_seconds=5.0)
+    inp._clock = lambda: now[0]
+    inp.start()
+    block = np.full((480, 2), 0.1, dtype=np.float32)
+    inp.push(block)
+    assert [b.gap for b in inp.poll()] == [False]
+    gone = [True]
+
+    class Vanished(FakeStream):
+        def __init__(self, **kw: object) -> None:
+            if gone[0]:
+                raise RuntimeError("Error opening InputStream: Input/output error")
+            super().__init__(**kw)
+
+    fake = types.SimpleNamespace(InputStream=Vanished, default=types.SimpleNamespace(device=[0, -1]))
+    monkeypatch.setattr(sources, "_sd", lambda: fake)
+    now[0] += 1.5  # a stall: reopened, and the device is not there
+    assert inp.poll() == []
+    assert [(b.gap, b.samples.shape[0]) for b in inp.poll()] == [(True, 0)]  # the stall's gap, once
+    assert (inp.restarts, inp.reopen_failures, inp.finished, inp.error) == (1, 1, False, None)
+    now[0] += 0.5
+    inp.poll()
+    assert inp.reopen_failures == 1  # retried every stall_seconds, not on every poll
+    now[0] += 0.6
+    inp.poll()
+    assert inp.reopen_failures == 2
+    gone[0] = False  # the sink is loaded again
+    now[0] += 1.1
+    inp.poll()
+    assert inp.reopen_failures == 2 and len(fake_portaudio) == 2
+    inp.push(block)
+    assert [(b.gap, b.samples.shape[0]) for b in inp.poll()] == [(False, 480)]  # audio again
+    assert inp.stats()["reopen_failures"] == 2
+    inp.close()

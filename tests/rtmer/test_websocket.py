@@ -199,7 +199,12 @@ def test_invalid_client_messages_are_ignored(sink: WebSocketSink) -> None:
         for msg in bad:
             c.send(msg)
         c.send('{"type": "ping", "id": "abc"}')
-        pong = recv_json(c)  # the connection still works, and nothing else was answered
+        # the unknown type and the two refused subscribes are answered with an error, nothing else is
+        errors = [recv_json(c) for _ in range(3)]
+        assert [(e["type"], e["request"]) for e in errors] == [("error", "launch"), ("error", "subscribe"),
+                                                               ("error", "subscribe")]
+        assert "the subscription is unchanged" in errors[1]["message"]
+        pong = recv_json(c)  # the connection still works
         assert pong["type"] == "pong" and pong["id"] == "abc" and abs(pong["time"] - time.time()) < 5
         sink.publish(make_update(1))
         assert recv_json(c)["seq"] == 1

@@ -1,0 +1,268 @@
+"""Issue 9: property-based tests (Hypothesis) where input crosses a trust boundary.
+
+The WebSocket messages a client sends, raw PCM on stdin, the config file and a model
+file's metadata. The property each time: no traceback (only rtmer's own errors), the
+documented exit code, and the other streams and clients unaffected.
+
+Bounded so that CI stays fast (well under a minute together) and deterministic
+(``derandomize``); ``RTMER_FUZZ_EXAMPLES=N`` runs N examples each for a deeper look.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.sync.client import ClientConnection, connect
+
+from conftest import build_tiny_model, music_like, tiny_metadata
+from rtmer.cli import EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
+from rtmer.errors import ConfigError, ModelContractError
+from rtmer.model import ModelInfo, _check_contract
+from rtmer.sources import PcmInput
+from rtmer.update import Update
+from rtmer.websocket import MAX_FRAME_BYTES, WebSocketSink
+
+_N = int(os.environ.get("RTMER_FUZZ_EXAMPLES", "0"))
+
+
+def bounded(examples: int) -> Any:
+    return settings(max_examples=_N or examples, deadline=None, derandomize=not _N, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=20,
+)
+control_messages = st.fixed_dictionaries(
+    {"type": st.sampled_from(["ping", "subscribe", "hello", "va", "", "PING"]) | st.text(max_size=10)},
+    optional={"streams": json_values | st.lists(st.text(max_size=8), max_size=300), "id": json_values},
+).map(json.dumps)
+frames = (
+    control_messages
+    | json_values.map(json.dumps)
+    | st.text(max_size=200)
+    | st.binary(max_size=200)
+    | st.integers(1, 3000).map(lambda n: "[" * n)
+    | st.integers(1, 3000).map(lambda n: '{"a":' * n)
+)
+
+
+# ---- WebSocket messages --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server() -> Iterator[WebSocketSink]:
+    sink = WebSocketSink(port=0, hello={"model": {"model_name": "fuzz"}, "streams": ["a", "b"]})
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+def _pong(c: ClientConnection, ident: str) -> None:
+    """Read until the pong for ``ident`` (error replies may come first)."""
+    for _ in range(1000):
+        msg = json.loads(c.recv(timeout=10))
+        if msg.get("type") == "pong" and msg.get("id") == ident:
+            return
+        assert msg.get("type") in ("error", "subscribed", "pong"), msg  # replies to the fuzzed frames
+    raise AssertionError("no pong")
+
+
+@bounded(60)
+@given(batch=st.lists(frames, min_size=1, max_size=5))
+def test_any_client_messages_leave_the_server_and_the_other_clients_working(
+    server: WebSocketSink, batch: list[str | bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"ws://127.0.0.1:{server.port}/"
+    with caplog.at_level(logging.DEBUG), connect(url, open_timeout=10) as fuzzer, \
+            connect(url, open_timeout=10) as bystander:
+        for c in (fuzzer, bystander):
+            assert json.loads(c.recv(timeout=10))["type"] == "hello"
+        for frame in batch:
+            assert len(frame) < MAX_FRAME_BYTES
+            fuzzer.send(frame)
+        fuzzer.send('{"type": "ping", "id": "check"}')
+        _pong(fuzzer, "check")  # the fuzzing client's own connection still works
+        seq = server.stats.published
+        server.publish(Update(stream="a", seq=seq, t=0.5, time=1.0, valence=0.1, arousal=0.2, valence_raw=0.1,
+                              arousal_raw=0.2, mood="excited"))
+        got = json.loads(bystander.recv(timeout=10))
+        assert got["type"] == "va" and got["seq"] == seq  # the other client is unaffected
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+# ---- raw PCM on stdin -------------------------------------------------------------------------------
+@bounded(80)
+@given(data=st.binary(max_size=20_000), fmt=st.sampled_from(["s16le", "s32le", "f32le"]),
+       channels=st.integers(1, 4), chunk=st.integers(1, 5000))
+def test_any_bytes_on_stdin_give_finite_samples_and_honest_counts(data: bytes, fmt: str, channels: int,
+                                                                   chunk: int) -> None:
+    r, w = os.pipe()
+    src = os.fdopen(r, "rb")
+
+    def feed() -> None:
+        with os.fdopen(w, "wb") as f:
+            for i in range(0, len(data), chunk):
+                f.write(data[i:i + chunk])
+                f.flush()
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        inp = PcmInput("s", fmt=fmt, rate=16000, channels=channels, model_rate=16000, source=src)
+        inp.start()
+        samples, bad = 0, 0
+        while not inp.finished:
+            for b in inp.poll():
+                assert np.isfinite(b.samples).all() and np.abs(b.samples).max(initial=0) <= np.float32(3.4e38)
+                samples += b.samples.shape[0]
+                bad += b.nonfinite_samples
+        inp.close()
+    finally:
+        writer.join(30)
+        src.close()
+    width = {"s16le": 2, "s32le": 4, "f32le": 4}[fmt] * channels
+    frames = len(data) // width
+    assert samples == frames
+    if fmt == "f32le":
+        x = np.frombuffer(data[: frames * width], dtype="<f4")
+        assert bad == int(np.count_nonzero(~np.isfinite(x)))
+    else:
+        assert bad == 0
+
+
+# ---- the config file ----------------------------------------------------------------------------------
+KEYS = ["model", "threads", "smoothing.kind", "smoothing.min_cutoff", "smoothing.beta", "smoothing.time_constant",
+        "mood.neutral_radius", "mood.hysteresis", "engine.silence_db", "input.streams", "input.rate",
+        "osc.targets", "osc.prefix", "websocket.port", "websocket.token", "websocket.max_clients", "run.seconds",
+        "output.stdout", "nope", "smoothing.nope"]
+toml_values = st.recursive(
+    st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4),
+    max_leaves=8,
+)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string is a JSON string for these
+    return "[" + ", ".join(_toml(v) for v in value) + "]"
+
+
+def _document(entries: dict[str, Any]) -> str:
+    tables: dict[str, list[str]] = {}
+    for key, value in entries.items():
+        table, _, leaf = key.rpartition(".")
+        tables.setdefault(table, []).append(f"{leaf} = {_toml(value)}")
+    text = "\n".join(tables.pop("", []))
+    for table, lines in tables.items():
+        text += f"\n[{table}]\n" + "\n".join(lines)
+    return text + "\n"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("fuzz")
+    clip = d / "clip.wav"
+    sf.write(clip, music_like(1.0, 16000, seed=5), 16000, subtype="PCM_16")
+    return {"model": build_tiny_model(d / "tiny.onnx"), "clip": clip, "dir": d}
+
+
+@bounded(60)
+@given(entries=st.dictionaries(st.sampled_from(KEYS), toml_values, max_size=6), junk=st.binary(max_size=40))
+def test_any_config_file_gives_a_documented_exit_code(tiny: dict[str, Path], entries: dict[str, Any],
+                                                      junk: bytes) -> None:
+    cfg = tiny["dir"] / "fuzz.toml"
+    text = _document(entries).encode()
+    cfg.write_bytes(text + (junk if junk.startswith(b"#") else b""))
+    out, err = io.StringIO(), io.StringIO()
+    # the model is given as a flag, so that the file's own model key only says whether it resolves
+    code = main(["analyze", str(tiny["clip"]), "--config", str(cfg), "--model", str(tiny["model"]), "-q"],
+                stdout=out, stderr=err)
+    assert code in (EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE, EXIT_MODEL), err.getvalue()
+    if code == EXIT_OK:
+        assert out.getvalue().startswith("time_s,valence")
+    else:
+        assert err.getvalue().startswith("rtmer: "), err.getvalue()
+
+
+# ---- model metadata ---------------------------------------------------------------------------------------
+class _Arg:
+    def __init__(self, name: str, width: int | str) -> None:
+        self.name, self.type, self.shape = name, "tensor(float)", ["batch", width]
+
+
+class _FakeSession:
+    """What ``_check_contract`` reads from an onnxruntime session."""
+
+    def __init__(self, meta: dict[str, str], hop: int | str, state: int | str) -> None:
+        self._meta = meta
+        self._inputs = [_Arg("audio", hop), _Arg("state", state)]
+        self._outputs = [_Arg("va", 2), _Arg("state_out", state)]
+
+    def get_modelmeta(self) -> Any:
+        meta = self._meta
+
+        class _M:
+            custom_metadata_map = meta
+
+        return _M()
+
+    def get_inputs(self) -> list[_Arg]:
+        return self._inputs
+
+    def get_outputs(self) -> list[_Arg]:
+        return self._outputs
+
+
+numberish = st.one_of(
+    st.integers(-10, 10**7).map(str), st.floats().map(str), st.text(max_size=12),
+    st.sampled_from(["nan", "inf", "-0", "1e400", "16000.0", " 8000", "0x10", "9" * 5000]),
+)
+
+
+@bounded(300)
+@given(overrides=st.dictionaries(st.sampled_from(list(tiny_metadata())), numberish, max_size=5),
+       drop=st.lists(st.sampled_from(list(tiny_metadata())), max_size=2),
+       hop=st.one_of(st.just(8000), st.integers(0, 10**6), st.just("n")),
+       state=st.one_of(st.just(4), st.integers(0, 100)))
+def test_any_model_metadata_is_accepted_whole_or_refused_as_a_model_error(
+    overrides: dict[str, str], drop: list[str], hop: int | str, state: int
+) -> None:
+    meta = {**tiny_metadata(), **overrides}
+    for key in drop:
+        meta.pop(key, None)
+    try:
+        info = _check_contract("fuzz.onnx", _FakeSession(meta, hop, state))  # type: ignore[arg-type]
+    except ModelContractError as exc:
+        assert str(exc).startswith("model file 'fuzz.onnx': ")
+        return
+    assert isinstance(info, ModelInfo)
+    assert 0 < info.sample_rate <= 768_000 and 0 < info.hop_samples and 0 < info.state_size
+    assert math.isfinite(info.hop_seconds) and info.hop_seconds > 0
+    assert info.hop_samples == hop and info.state_size == state
+
+
+def test_a_config_error_is_a_config_error() -> None:
+    """The fuzzers above rely on rtmer's errors being RtmerErrors; ConfigError is one."""
+    assert issubclass(ConfigError, Exception) and ConfigError("x").args == ("x",)
