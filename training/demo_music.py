@@ -5,20 +5,8 @@
 The runtime needs neither mido nor FluidSynth: the rendered sections are committed and ship
 in the package (``rtmer.demo`` reads them with ``importlib.resources``). Rendering with
 General MIDI instruments (FluidR3_GM) rather than sine waves makes the demo sound like
-music a listener, or a model trained on recordings, knows:
-
-==========  =======  ===========================================  ==============================
-section     tempo    harmony and instruments                      rhythm
-==========  =======  ===========================================  ==============================
-calm        56 bpm   C major (I-vi-IV-V): nylon guitar, slow      guitar in half notes, let
-                     strings, a warm pad                          ring, no drums, soft
-excited     132 bpm  C major (I-V-vi-IV): saw lead, piano,        four on the floor, claps,
-                     synth brass, finger bass                     eighth hats, loud
-sad         50 bpm   A minor lament (the bass falls A-G-F-E):     slow broken chords, a falling
-                     soft piano, low strings, a cello line        cello line, no drums
-tense       170 bpm  E Phrygian riff with the tritone: two        palm-muted sixteenths, double
-                     distorted guitars, picked bass               kick, crash, loud
-==========  =======  ===========================================  ==============================
+music a listener, or a model trained on recordings, knows. The sections, their tempi,
+harmony and instruments are tabled in ``rtmer.demo``'s docstring.
 
 Each section is the fewest whole bars that last ``SECTION_SECONDS``, so that it loops
 on a bar line.

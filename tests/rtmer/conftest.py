@@ -6,6 +6,8 @@ real default model in ``models/`` (``default_model_path``).
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +159,27 @@ class CollectingSink:
 @pytest.fixture
 def collecting_sink() -> CollectingSink:
     return CollectingSink()
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    """``rtmer.cli.main(argv)`` in process: (exit code, stdout, stderr)."""
+    from rtmer.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def read_csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3.3 s of stereo 16-bit audio at 44.1 kHz: resampled, and 7 hops, the last one partial."""
+    import soundfile as sf
+
+    path = tmp_path_factory.mktemp("audio") / "clip.wav"
+    x = music_like(3.3, 44100, seed=11)
+    sf.write(path, np.stack([x, 0.5 * x], axis=1), 44100, subtype="PCM_16")
+    return path

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,31 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import music_like
+from conftest import cli, read_csv
 from rtmer.analyze import dedupe, output_names
-from rtmer.cli import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
+from rtmer.cli import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = ("valence", "arousal", "valence_raw", "arousal_raw")
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-def read_csv(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3.3 s of stereo 16-bit audio at 44.1 kHz (7 hops, the last one partial)."""
-    path = tmp_path_factory.mktemp("audio") / "clip.wav"
-    x = music_like(3.3, 44100, seed=11)
-    sf.write(path, np.stack([x, 0.5 * x], axis=1), 44100, subtype="PCM_16")
-    return path
 
 
 @pytest.fixture(scope="module")

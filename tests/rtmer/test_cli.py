@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -12,34 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import CollectingSink, music_like
+from conftest import CollectingSink, cli, music_like, read_csv
 from rtmer.cli import EXIT_DEVICE, EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = ("valence", "arousal", "valence_raw", "arousal_raw")
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-def read_csv(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3.3 s of stereo 16-bit audio at 44.1 kHz: resampled, and ends in a partial hop."""
-    path = tmp_path_factory.mktemp("audio") / "clip.wav"
-    x = music_like(3.3, 44100, seed=11)
-    sf.write(path, np.stack([x, 0.5 * x], axis=1), 44100, subtype="PCM_16")
-    return path
 
 
 def free_port() -> int:
@@ -195,6 +173,45 @@ def test_config_model_path_is_relative_to_the_config_file(
     cfg.write_text('model = "larg"\n')
     code, _, err = cli("analyze", str(clip), "--config", str(cfg))
     assert code == EXIT_MODEL and "'larg': is neither a shipped model (default, large) nor a file" in err
+
+
+def test_config_stream_files_are_relative_to_the_config_file(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rtmer.cli import _load_config
+
+    conf = tmp_path / "conf"
+    (conf / "music").mkdir(parents=True)
+    shutil.copy(clip, conf / "music" / "a.wav")
+    cfg = conf / "rtmer.toml"
+    cfg.write_text('[input]\nstreams = ["deck1=file:music/a.wav"]\n')
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    code, out, err = cli("run", "--config", str(cfg), "--no-realtime", "--ndjson", "--no-display")
+    assert code == EXIT_OK, err
+    assert {json.loads(line)["stream"] for line in out.splitlines()} == {"deck1"}
+    cfg.write_text('[input]\nstreams = ["music/a.wav", "d=music/a.wav:1-2", "x.flac", "file:/abs/b.wav", '
+                   '"file:~/b.wav", "device:pulse:1-2", "pulse", "hw:1,0", "stdin", "-", "s=stdin:1"]\n')
+    assert _load_config(str(cfg))["streams"] == [
+        f"file:{conf / 'music' / 'a.wav'}", f"d=file:{conf / 'music' / 'a.wav'}:1-2", f"file:{conf / 'x.flac'}",
+        "file:/abs/b.wav", f"file:{Path('~/b.wav').expanduser()}", "device:pulse:1-2", "pulse", "hw:1,0",
+        "stdin", "-", "s=stdin:1",
+    ]
+    cfg.write_text('[input]\nstreams = ["music/none.wav"]\n')
+    code, _, err = cli("run", "--config", str(cfg), "--no-realtime", "--ndjson", "--no-display")
+    assert str(conf / "music" / "none.wav") in err
+
+
+def test_values_that_would_be_ignored_are_usage_errors(clip: Path) -> None:
+    for rate in ("0", "-8000"):
+        code, _, err = cli("run", "--stream", str(clip), "--device-rate", rate)
+        assert code == EXIT_USAGE and f"device_rate={rate} must be a positive integer [Hz]" in err, err
+        assert "Traceback" not in err
+    for flag in ("--rate", "--channels"):
+        code, _, err = cli("analyze", str(clip), flag, "2")
+        assert code == EXIT_USAGE, err
+        assert f"{flag} only applies with --format (raw PCM on stdin)" in err and "Traceback" not in err
+    code, _, err = cli("analyze", str(clip), "--model", "")
+    assert code == EXIT_USAGE and "model='' is empty" in err, err
 
 
 def test_port_in_use_exits_4_and_names_the_port(clip: Path) -> None:
