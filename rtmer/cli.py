@@ -408,6 +408,10 @@ def _load_config(path: str | None) -> dict[str, Any]:
             raise ConfigError(f"config file {path!r}: {name}={value!r} must be a finite number")
         if name == "model" and isinstance(value, str):
             value = _config_model(value, Path(path).parent)
+        if name == "input.streams" and isinstance(value, list):
+            from rtmer.sources import stream_spec_relative_to
+
+            value = [stream_spec_relative_to(text, Path(path).parent) for text in value]
         if name in ("websocket.certfile", "websocket.keyfile") and isinstance(value, str):
             value = str(Path(path).parent / Path(value).expanduser())
         out[dest] = value
@@ -750,6 +754,10 @@ def _run_pipeline(
 
 def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     s = _settings(args)
+    rate = s["device_rate"]
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0):
+        raise ConfigError(f"device_rate={rate!r} must be a positive integer [Hz] (leave it out for the device's "
+                          "own rate)")
     if s["web"]:  # the page reads the WebSocket server
         if args.ws is False:
             raise ConfigError("--web needs the WebSocket server, which --no-ws turns off; drop one of them")
@@ -813,6 +821,13 @@ def _cmd_analyze(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     from rtmer.analyze import AnalyzeJob, check_outputs, run_analysis
 
     s = _settings(args)
+    if args.pcm_format is None:
+        given = [flag for flag, value in (("--rate", args.pcm_rate), ("--channels", args.pcm_channels))
+                 if value is not None]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} only {'applies' if len(given) == 1 else 'apply'} with "
+                              "--format (raw PCM on stdin); without it stdin holds a file format, which says its "
+                              "own rate and channels")
     check_outputs(output=args.output, output_dir=args.output_dir, inputs=args.files)
     if args.plot:
         from rtmer.plot import check_plot

@@ -108,8 +108,9 @@ class Client:
     streams
         Receive only these stream ids (e.g. ``["deck1"]``); None (the default): all.
     reconnect
-        Retry the first connection and reconnect after the server goes away (default);
-        False: fail or end instead (see the module docstring).
+        True: retry the first connection and reconnect after the server goes away (default);
+        False: fail or end instead (see the module docstring). Anything but a bool raises
+        ``TypeError``.
     initial_delay, max_delay
         Wait [s] before the first retry, and the most it doubles up to.
     open_timeout
@@ -147,7 +148,9 @@ class Client:
             raise ConfigError(f"url={url!r} must be a ws:// or wss:// URL, e.g. {DEFAULT_URL}") from None
         self.url = url
         self.streams = _check_streams(streams)
-        self.reconnect = bool(reconnect)
+        if not isinstance(reconnect, bool):
+            raise TypeError(f"reconnect={reconnect!r} must be True or False (a bool), got {type(reconnect).__name__}")
+        self.reconnect = reconnect
         self.initial_delay = _positive("initial_delay", initial_delay)
         self.max_delay = _positive("max_delay", max_delay)
         if self.max_delay < self.initial_delay:

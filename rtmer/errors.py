@@ -3,7 +3,7 @@
     RtmerError
     ├── ModelContractError   the model file is missing, corrupt, or breaks the contract
     ├── AudioInputError      an audio file or stream that cannot be read or is malformed
-    ├── DeviceNotFoundError  no input device matches; lists the available ones
+    ├── DeviceNotFoundError  no input device matches (or several do); lists the available ones
     ├── PortInUseError       a server port cannot be bound
     ├── ConfigError          a bad option value or config file
     │   └── MissingExtraError  an option that needs an optional extra that is not installed
@@ -33,13 +33,21 @@ class AudioInputError(RtmerError):
 
 
 class DeviceNotFoundError(RtmerError):
-    def __init__(self, query: str, available: list[str], *, hint: str = "") -> None:
+    """No input device matches ``query``, or (``matches`` not empty) more than one does."""
+
+    def __init__(self, query: str, available: list[str], *, hint: str = "", matches: list[str] | None = None) -> None:
         self.query = query
         self.available = available
         self.hint = hint
+        self.matches = list(matches or [])
         listing = "\n".join(f"  {name}" for name in available) or "  (none)"
         more = f"\n({hint})" if hint else ""
-        super().__init__(f"no input device matches {query!r}; available input devices:\n{listing}{more}")
+        if self.matches:
+            what = (f"input device {query!r} is ambiguous: {len(self.matches)} devices match: "
+                    f"{', '.join(self.matches)}; give more of the name")
+        else:
+            what = f"no input device matches {query!r}"
+        super().__init__(f"{what}; available input devices:\n{listing}{more}")
 
 
 class PortInUseError(RtmerError):

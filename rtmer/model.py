@@ -29,7 +29,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rtmer.errors import ModelContractError
+from rtmer.errors import ConfigError, ModelContractError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -111,8 +111,15 @@ def resolve_model(spec: str | Path, *, relative_to: Path | None = None) -> Path:
     Raises ``ModelContractError`` for a shipped name whose file is not installed, and
     for a name-like spec (no folder, no suffix) that is neither a shipped model nor an
     existing file. Any other path is returned as is; ``StreamingModel`` says if it is
-    missing.
+    missing. Raises ``TypeError`` for a ``spec`` that is neither a str nor a Path, and
+    ``ConfigError`` for an empty one.
     """
+    if not isinstance(spec, str | Path):
+        raise TypeError(f"model={spec!r} must be a str or pathlib.Path (a shipped model's name or an .onnx file's "
+                        f"path), got {type(spec).__name__}")
+    if isinstance(spec, str) and not spec.strip():
+        raise ConfigError(f"model={spec!r} is empty; give a shipped model's name ({', '.join(_SHIPPED)}) or "
+                          "the path of an .onnx file")
     if isinstance(spec, str):
         stem = _shipped_stem(spec)
         if stem is not None:

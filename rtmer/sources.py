@@ -493,7 +493,13 @@ def find_input_device(query: str | int | None) -> dict[str, Any]:
     if found == 1:
         return portaudio(some_devices[0]) if some_devices else pulse(some_sources[0])
     if found > 1:
-        raise DeviceNotFoundError(f"{text} (ambiguous: {found} devices match)", listing)
+        matches = [f"device {d['index']} {d['name']!r}" for d in some_devices] + [
+            f"source {s.name!r}" + (f" ({s.description})" if s.description else "") for s in some_sources
+        ]
+        raise DeviceNotFoundError(text, listing, matches=matches)
+    picked = re.fullmatch(r"(.+):\d+(-\d+)?", text)
+    if picked:  # device:NAME:0 is a missing device 'NAME:0': channel 0 is no channel
+        hint = f"channels are numbered from 1, e.g. device:{picked.group(1)}:1-2; {hint}"
     raise DeviceNotFoundError(text, listing, hint=hint)
 
 
@@ -1170,6 +1176,27 @@ def _check_channels_after_path(text: str, spec: str) -> None:
             parse_channels(tail)
         except ConfigError as exc:
             raise ConfigError(f"stream={text!r}: {exc}") from None
+
+
+def stream_spec_relative_to(text: str, folder: Path) -> str:
+    """``[ID=]SPEC`` with a relative file path taken from ``folder`` (a config file's).
+
+    A file (``file:PATH[:CHANNELS]``, or a bare SPEC that is one by the rules of
+    ``StreamSpec``, judged from ``folder``) becomes ``[ID=]file:FOLDER/PATH[:CHANNELS]``,
+    ``~`` expanded; devices, ``stdin`` and ``-`` are returned as they are.
+    """
+    ident, sep, spec = text.partition("=")
+    prefix = f"{ident}=" if sep and re.fullmatch(r"[A-Za-z0-9_.-]+", ident) else ""
+    spec = spec.strip() if prefix else text.strip()
+    if spec.startswith("file:"):
+        rest = spec[5:]
+    elif not spec or spec in ("-", "stdin") or spec.startswith(("stdin:", "device:")):
+        return text
+    elif (folder / Path(spec).expanduser()).exists() or looks_like_path(_split_channels(spec)[0]):
+        rest = spec
+    else:
+        return text  # a device by name
+    return f"{prefix}file:{folder / Path(rest).expanduser()}" if rest else text
 
 
 def parse_stream_spec(text: str, *, index: int) -> StreamSpec:

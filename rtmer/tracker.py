@@ -76,7 +76,8 @@ class Tracker:
         onnxruntime intra-op threads.
 
     The defaults are the command line's. Raises ``ModelContractError`` for a missing or
-    broken model and ``ConfigError`` for a bad option.
+    broken model, ``ConfigError`` for a bad option (an empty ``model`` too) and
+    ``TypeError`` for a ``model`` that is neither a str nor a Path.
 
     Notes
     -----
@@ -175,8 +176,12 @@ class Tracker:
         order within a round.
 
         Every block is checked before any is used: if one is bad, the call raises (see
-        ``process``) and no stream changes.
+        ``process``) and no stream changes. ``blocks`` that is not a mapping (a list of
+        blocks, say) raises ``TypeError``.
         """
+        if not isinstance(blocks, Mapping):
+            raise TypeError(f"blocks must be a mapping of stream id to block, e.g. {{'deck1': block}}; "
+                            f"got {type(blocks).__name__}")
         checked: list[tuple[str, np.ndarray, int]] = []
         for stream, block in blocks.items():
             frames, rate = self._check(stream, block, self._rate_for(stream, sample_rate))

@@ -328,6 +328,9 @@ def test_one_flavour_per_client_and_checked_options() -> None:
         rtmer.client.connect(initial_delay=0)
     with pytest.raises(ConfigError, match=r"max_delay=0.1 must be >= initial_delay=0.5"):
         rtmer.client.connect(max_delay=0.1)
+    for value in ("no", 0, None):
+        with pytest.raises(TypeError, match=rf"reconnect={value!r} must be True or False \(a bool\), got "):
+            rtmer.client.connect(reconnect=value)  # type: ignore[arg-type]
 
 
 def test_the_readme_client_examples_run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -335,9 +338,11 @@ def test_the_readme_client_examples_run(monkeypatch: pytest.MonkeyPatch, capsys:
     section = text[text.index("## Python API") : text.index("## Protocols")]
     examples = [code for code in re.findall(r"```python\n(.*?)```", section, re.S) if "rtmer.client" in code]
     assert len(examples) == 2
+    demo = re.search(r"Try them against `rtmer demo` \(its one stream is `(\w+)`\)", section)
+    assert demo and demo.group(1) == "demo" and 'streams=["demo"]' in examples[0]  # the filter the text runs
     real = rtmer.client.connect
-    sent = [make_update(i, "deck1" if i % 2 else "deck2") for i in range(4)]
-    for code, streams in zip(examples, (["deck1"], ["deck1", "deck2"])):
+    sent = [make_update(i, "demo" if i % 2 else "deck2") for i in range(4)]
+    for code, streams in zip(examples, (["demo"], ["demo", "deck2"])):
         with sink() as server:
 
             def connect(url: str, **options: Any) -> rtmer.client.Client:

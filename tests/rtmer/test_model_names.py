@@ -83,6 +83,22 @@ def test_a_shipped_name_whose_file_is_not_installed(monkeypatch: pytest.MonkeyPa
         StreamingModel("large")
 
 
+def test_every_folder_of_the_package_is_listed_in_packages() -> None:
+    """A data folder missing from [tool.setuptools] packages makes setuptools warn that it
+    is "absent from the `packages` configuration" (and, one day, leave it out)."""
+    import tomllib
+
+    setup = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {
+        ".".join(("rtmer", *d.relative_to(REPO / "rtmer").parts))
+        for d in (REPO / "rtmer").rglob("*")
+        if d.is_dir() and "__pycache__" not in d.parts and any(f.is_file() for f in d.iterdir())
+    }
+    assert folders <= set(setup["packages"]), sorted(folders - set(setup["packages"]))
+    for package in folders:
+        assert package in setup["package-data"], f"{package}'s files are not package data"
+
+
 def test_an_installed_wheel_finds_its_models(tmp_path: Path) -> None:
     """Build a wheel, install it into a fresh venv, run ``rtmer analyze`` away from the checkout.
 

@@ -340,8 +340,21 @@ def test_sources_are_found_by_name(fake_portaudio: list[dict[str, object]]) -> N
     d = find_input_device("pulse")  # PortAudio's pulse device: the default source's channels, not the plugin's 32
     assert (d["pulse_source"], d["max_input_channels"], d["default_samplerate"]) == (None, 2, 48000.0)
     assert find_input_device("usb card")["index"] == 1
-    with pytest.raises(DeviceNotFoundError, match=r"'monitor \(ambiguous: 2 devices match\)'"):
+    with pytest.raises(DeviceNotFoundError, match=r"input device 'monitor' is ambiguous: 2 devices match: "
+                       r"source 'mix\.monitor' \(Monitor of DJ Mix\), source 'quad\.monitor' \(Monitor of Quad\); ") as exc:
         find_input_device("monitor")
+    assert exc.value.matches == ["source 'mix.monitor' (Monitor of DJ Mix)", "source 'quad.monitor' (Monitor of Quad)"]
+    with pytest.raises(DeviceNotFoundError, match=r"input device 'u' is ambiguous: 4 devices match: device 0 'pulse', "
+                       r"device 1 'USB Card: Audio \(hw:1,0\)', source 'quad\.monitor' \(Monitor of Quad\), "
+                       r"source 'alsa_input\.usb-dj4' \(DJ4 Multichannel\); give more of the name"):
+        find_input_device("u")
+    for query in ("quad.monitor:0", "quad.monitor:0-1"):
+        with pytest.raises(DeviceNotFoundError, match=rf"(?s)no input device matches '{query}'.*channels are "
+                           r"numbered from 1, e\.g\. device:quad\.monitor:1-2"):
+            find_input_device(query)
+    with pytest.raises(DeviceNotFoundError) as exc:
+        find_input_device("nosuch")
+    assert "numbered from 1" not in str(exc.value)
     with pytest.raises(DeviceNotFoundError, match=r"(?s)source quad\.monitor: Monitor of Quad.*--file PATH"):
         find_input_device("song")
 

@@ -243,6 +243,18 @@ def test_bad_arguments_raise_config_errors(tracker: rtmer.Tracker) -> None:
         rtmer.Tracker("larg")
 
 
+def test_bad_argument_types_and_an_empty_model_are_named(tracker: rtmer.Tracker) -> None:
+    with pytest.raises(ConfigError, match=r"model='' is empty; give a shipped model's name \(default, large\) or"):
+        rtmer.Tracker(model="")
+    with pytest.raises(TypeError, match=r"model=5 must be a str or pathlib\.Path \(a shipped model's name or "
+                       r"an \.onnx file's path\), got int"):
+        rtmer.Tracker(model=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"blocks must be a mapping of stream id to block, e.g. \{'deck1': block\}; "
+                       r"got list"):
+        tracker.process_streams([np.zeros(10)], sample_rate=16000)  # type: ignore[arg-type]
+    assert tracker.streams == []
+
+
 def test_declared_timing(tracker: rtmer.Tracker) -> None:
     assert tracker.hop_seconds == 0.5 and tracker.info.sample_rate == 16000
     assert tracker.latency["hop_buffer"] == 0.5 and tracker.latency["total"] > 0.5
