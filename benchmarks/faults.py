@@ -148,14 +148,9 @@ def device_vanishes(outage: float) -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="rtmer-faults-"))
     env = dict(os.environ)
-    runtime = tmp / "xdg"
-    runtime.mkdir(mode=0o700)
-    env["XDG_RUNTIME_DIR"] = str(runtime)
-    subprocess.run(["pulseaudio", "-D", "-n", "--exit-idle-time=-1", "--disallow-exit",
-                    "--load=module-native-protocol-unix", "--load=module-always-sink"],
-                   env=env, check=True, capture_output=True)
-    while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode:
-        time.sleep(0.1)
+    from private_pulse import start_private_pulse
+
+    pulse_pid = start_private_pulse(tmp, env, null_sink=None)  # the sink is loaded and unloaded below
 
     def load() -> str:
         return subprocess.run(["pactl", "load-module", "module-null-sink", "sink_name=rtmer_sink"], env=env,
@@ -204,8 +199,7 @@ def device_vanishes(outage: float) -> None:
         running = proc.poll() is None
         err = stop(proc)
         player.terminate()
-        pid = int((runtime / "pulse" / "pid").read_text().split()[0])
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pulse_pid, signal.SIGTERM)
         shutil.rmtree(tmp, ignore_errors=True)
     before = sum(1 for a in arrivals if a < gone)
     during = sum(1 for a in arrivals if gone <= a < back)

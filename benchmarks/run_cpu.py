@@ -67,16 +67,10 @@ def main() -> None:
     pulse_pid = None
     player = None
     if shutil.which("pulseaudio"):
-        runtime = tmp / "xdg"
-        runtime.mkdir(mode=0o700)
-        env["XDG_RUNTIME_DIR"] = str(runtime)
-        subprocess.run(["pulseaudio", "-D", "-n", "--exit-idle-time=-1", "--disallow-exit",
-                        "--load=module-native-protocol-unix", "--load=module-null-sink sink_name=rtmer_sink",
-                        "--load=module-always-sink"], env=env, check=True, capture_output=True)
-        while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode:
-            time.sleep(0.1)
+        from private_pulse import start_private_pulse
+
+        pulse_pid = start_private_pulse(tmp, env)
         subprocess.run(["pactl", "set-default-source", "rtmer_sink.monitor"], env=env, check=True)
-        pulse_pid = int((runtime / "pulse" / "pid").read_text().split()[0])
         player = subprocess.Popen(["paplay", "-d", "rtmer_sink", str(music)], env=env)
         stream, how = "live=device:pulse", "live capture from a PulseAudio null sink (paplay plays into it)"
     else:

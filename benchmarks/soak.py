@@ -159,18 +159,12 @@ def start_pulse(tmp: Path, env: dict[str, str]) -> tuple[int, subprocess.Popen[b
     from rtmer.demo import SynthMusic
     import soundfile as sf
 
-    runtime = tmp / "xdg"
-    runtime.mkdir(mode=0o700)
-    env["XDG_RUNTIME_DIR"] = str(runtime)
-    subprocess.run(["pulseaudio", "-D", "-n", "--exit-idle-time=-1", "--disallow-exit",
-                    "--load=module-native-protocol-unix", "--load=module-null-sink sink_name=rtmer_sink",
-                    "--load=module-always-sink"], env=env, check=True, capture_output=True)
-    while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode:
-        time.sleep(0.1)
+    from private_pulse import start_private_pulse
+
+    pid = start_private_pulse(tmp, env)
     music = tmp / "music.wav"
     sf.write(music, SynthMusic(rate=44100).render(120.0), 44100, subtype="PCM_16")
     player = subprocess.Popen(["sh", "-c", f"while true; do paplay -d rtmer_sink {music}; done"], env=env)
-    pid = int((runtime / "pulse" / "pid").read_text().split()[0])
     return pid, player
 
 
