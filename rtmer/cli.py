@@ -807,7 +807,7 @@ def _cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def _cmd_devices(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from rtmer.sources import describe_input_devices, input_devices_json
+    from rtmer.devices import describe_input_devices, input_devices_json
 
     if args.json:
         stdout.write(json.dumps(input_devices_json(), indent=2) + "\n")

@@ -11,21 +11,9 @@ import soundfile as sf
 
 from conftest import music_like, tone
 from rtmer.errors import AudioInputError, ConfigError, DeviceNotFoundError
-import rtmer.sources as sources
-from rtmer.sources import (
-    LiveInput,
-    MonoResampler,
-    PcmInput,
-    PulseSource,
-    RingInput,
-    alsa_plugin_channel_map,
-    find_input_device,
-    format_channels,
-    list_pulse_sources,
-    open_file,
-    parse_channels,
-    parse_stream_spec,
-)
+import rtmer.devices as devices
+from rtmer.devices import PulseSource, alsa_plugin_channel_map, find_input_device, format_channels, list_pulse_sources, parse_channels
+from rtmer.sources import LiveInput, MonoResampler, PcmInput, RingInput, open_file, parse_stream_spec
 
 
 def drain(inp: object, *, timeout: float = 10.0) -> np.ndarray:
@@ -325,9 +313,9 @@ def fake_portaudio(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
 
     FakeStream.opened = []
     fake = types.SimpleNamespace(InputStream=FakeStream, default=types.SimpleNamespace(device=[0, -1]))
-    monkeypatch.setattr(sources, "_sd", lambda: fake)
-    monkeypatch.setattr(sources, "list_input_devices", lambda: [dict(d) for d in PA_DEVICES])
-    monkeypatch.setattr(sources, "list_pulse_sources", lambda: (list(SOURCES), "mix.monitor"))
+    monkeypatch.setattr(devices, "sounddevice", lambda: fake)
+    monkeypatch.setattr(devices, "list_input_devices", lambda: [dict(d) for d in PA_DEVICES])
+    monkeypatch.setattr(devices, "list_pulse_sources", lambda: (list(SOURCES), "mix.monitor"))
     monkeypatch.delenv("PULSE_SOURCE", raising=False)
     return FakeStream.opened
 
@@ -500,7 +488,7 @@ def test_a_device_that_cannot_be_opened_again_is_retried_not_ended(
             super().__init__(**kw)
 
     fake = types.SimpleNamespace(InputStream=Vanished, default=types.SimpleNamespace(device=[0, -1]))
-    monkeypatch.setattr(sources, "_sd", lambda: fake)
+    monkeypatch.setattr(devices, "sounddevice", lambda: fake)
     now[0] += 1.5  # a stall: reopened, and the device is not there
     assert inp.poll() == []
     assert [(b.gap, b.samples.shape[0]) for b in inp.poll()] == [(True, 0)]  # the stall's gap, once
