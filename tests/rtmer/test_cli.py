@@ -178,7 +178,7 @@ def test_config_model_path_is_relative_to_the_config_file(
 def test_config_stream_files_are_relative_to_the_config_file(
     clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rtmer.cli import _load_config
+    from rtmer.config import load_config
 
     conf = tmp_path / "conf"
     (conf / "music").mkdir(parents=True)
@@ -191,7 +191,7 @@ def test_config_stream_files_are_relative_to_the_config_file(
     assert {json.loads(line)["stream"] for line in out.splitlines()} == {"deck1"}
     cfg.write_text('[input]\nstreams = ["music/a.wav", "d=music/a.wav:1-2", "x.flac", "file:/abs/b.wav", '
                    '"file:~/b.wav", "device:pulse:1-2", "pulse", "hw:1,0", "stdin", "-", "s=stdin:1"]\n')
-    assert _load_config(str(cfg))["streams"] == [
+    assert load_config(str(cfg))["streams"] == [
         f"file:{conf / 'music' / 'a.wav'}", f"d=file:{conf / 'music' / 'a.wav'}:1-2", f"file:{conf / 'x.flac'}",
         "file:/abs/b.wav", f"file:{Path('~/b.wav').expanduser()}", "device:pulse:1-2", "pulse", "hw:1,0",
         "stdin", "-", "s=stdin:1",

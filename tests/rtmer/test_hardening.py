@@ -129,7 +129,8 @@ def test_a_live_stdout_queue_accounts_for_every_update_at_close() -> None:
 
 
 def test_live_input_gets_a_dropping_queue_and_the_rest_write_inline() -> None:
-    from rtmer.cli import DEFAULTS, _sinks
+    from rtmer.cli import _sinks
+    from rtmer.config import DEFAULTS
 
     s = {**DEFAULTS, "stdout_format": "csv"}
 

@@ -15,7 +15,8 @@ import soundfile as sf
 
 import rtmer
 from conftest import music_like
-from rtmer.cli import DEFAULTS, EXIT_OK, main
+from rtmer.cli import EXIT_OK, main
+from rtmer.config import DEFAULTS
 from rtmer.errors import AudioInputError, ConfigError, ModelContractError
 from rtmer.update import Update
 

@@ -167,12 +167,12 @@ def test_web_with_no_ws_and_a_web_port_in_use_are_refused(clip: Path) -> None:
 
 
 def test_the_docs_show_the_page_and_its_config_keys(tmp_path: Path) -> None:
-    from rtmer.cli import _load_config
+    from rtmer.config import load_config
 
     block = re.search(r"```toml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
     assert block, "README.md has no TOML config example any more; update this test"
     (tmp_path / "rtmer.toml").write_text(block.group(1))
-    loaded = _load_config(str(tmp_path / "rtmer.toml"))  # unknown keys would be an error
+    loaded = load_config(str(tmp_path / "rtmer.toml"))  # unknown keys would be an error
     assert (loaded["web"], loaded["web_host"], loaded["web_port"]) == (True, "127.0.0.1", 8766)
     assert "](web-page.png)" in (REPO / "clients" / "README.md").read_text()
     png = (REPO / "clients" / "web-page.png").read_bytes()  # a screenshot taken by the test below
