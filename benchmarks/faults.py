@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+from processes import stop
+
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
@@ -40,14 +42,6 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-def stop(proc: subprocess.Popen[bytes]) -> str:
-    proc.send_signal(signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-    return err.decode(errors="replace")
 
 
 def summary_lines(err: str, *words: str) -> str:

@@ -40,6 +40,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from processes import stop
+
 TICK = os.sysconf("SC_CLK_TCK")
 HOP = 0.5  # [s] the shipped models' hop
 
@@ -223,12 +225,7 @@ def main() -> None:
                   f"{len(steady[0].seqs) if steady else 0:8d}", flush=True)
     finally:
         done.set()
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
+        err = stop(proc)
         for t in threads:
             t.join(5)
         if player is not None:
@@ -253,7 +250,7 @@ def main() -> None:
         cpus = [s[2] for s in samples]
         print(f"  RSS {ys[0]:.1f} -> {ys[-1]:.1f} MB, growth {slope:+.2f} MB per hour (least squares); "
               f"CPU mean {statistics.fmean(cpus):.2f} %, max {max(cpus):.2f} % of one core")
-    print("rtmer's summary:\n" + err.decode(errors="replace").strip())
+    print("rtmer's summary:\n" + err.strip())
 
 
 if __name__ == "__main__":
