@@ -4,7 +4,7 @@ A Hann-windowed 512-point DFT runs every 250 samples at 16 kHz (32 STFT frames p
 hop); each group of 4 STFT frames is pooled into one feature frame (62.5 ms, 8 per hop:
 mel power averaged before the log, as in Welch's method) of 81 features:
 
-- 64 log-mel energies (Hann window, DFT as one matrix product, librosa's Slaney mel bank),
+- 64 log-mel energies (Hann window, DFT as two stages of matrix products, librosa's Slaney mel bank),
 - log RMS energy, zero-crossing rate, spectral centroid and spectral spread (both as a
   fraction of Nyquist), log amplitude envelope (peak |x| over the 4 STFT frames),
 - a 12-bin chroma (pitch-class energy, summing to 12) from a 2048-sample (128 ms) Hann
@@ -38,7 +38,7 @@ FMIN, FMAX = 30.0, 8000.0
 TIMESERIES_NAMES = ("log_rms", "zcr", "centroid", "spread", "log_envelope")
 N_CHROMA = 12
 PITCH_WINDOW = 2048
-PITCH_BLOCK = 64  # the pitch DFT runs as [32 blocks x 64 samples] products
+PITCH_BLOCK = 256  # the pitch DFT runs as [8 blocks x 256 samples] products
 PITCH_MIDI_LOW, PITCH_OCTAVES = 48, 5  # C3 .. B7
 FEATURE_HOP = STFT_HOP * POOLED_STFT_FRAMES
 TAIL_SAMPLES = PITCH_WINDOW - FEATURE_HOP
@@ -49,29 +49,46 @@ N_FEATURES = CHROMA.stop
 LOG_FLOOR = 1e-6
 
 
-def _dft_and_projection() -> tuple[np.ndarray, np.ndarray]:
-    """A [512, 512] windowed real-DFT matrix and a [512, 64 + 3] projection of its squares.
+# The 512-point DFT runs as two stages of small DFTs (decimation in frequency): with
+# n = n1 + 16 n2 and k = 32 k1 + k2, X[k] = sum_n1 W512^(n1 k2) W16^(n1 k1) sum_n2 x[n] W32^(n2 k2).
+# That is a fifth of the multiply-adds of one dense [512, 512] matrix, with no transpose of
+# the innermost axis between the stages, and a fifth of the stored values.
+FFT_INNER = 16  # n1: the stride of the first stage's 32-point DFTs
+FFT_OUTER = N_FFT // FFT_INNER  # n2 and k2
+FFT_K1 = (N_FFT // 2) // FFT_OUTER + 1  # k1 values that reach a bin <= N/2
 
-    The DFT's 512 output columns are the cosine parts of bins 0..256 and the sine parts of
-    bins 1..255 (the sine parts of bins 0 and 256 are always zero). Squared, each column is
-    one half of a bin's power, so one more matrix product gives the mel energies and the
-    power-weighted sums that the centroid and spread need.
+
+def _fft_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hann window [512], first stage [2*32, 32], second stage [32, 2*9, 2*16] and projection [64 + 3, 32*2*9].
+
+    All three multiply from the left, on frames as columns. The first stage's rows are (k2,
+    real/imaginary); the second stage, one matrix for each k2, folds in the twiddles
+    W512^(n1 k2) and maps (real n1.., imaginary n1..) to (real k1.., imaginary k1..). Squared, those are the two halves of bin 32 k1 + k2's power, so the
+    projection (zero for bins above N/2) gives the mel energies and the power-weighted sums
+    that the centroid and spread need, in one product over all (k2, k1).
     """
-    n = np.arange(N_FFT)[:, None]
-    window = np.hanning(N_FFT + 1)[:-1][:, None]  # periodic Hann
-    cos_bins = np.arange(N_FFT // 2 + 1)[None, :]
-    sin_bins = np.arange(1, N_FFT // 2)[None, :]
-    dft = np.concatenate(
-        [window * np.cos(2 * np.pi * n * cos_bins / N_FFT), -window * np.sin(2 * np.pi * n * sin_bins / N_FFT)],
-        axis=1,
-    )
+    n2 = np.arange(FFT_OUTER)
+    first = 2 * np.pi * n2[:, None] * n2[None, :] / FFT_OUTER  # [k2, n2]
+    stage1 = np.stack([np.cos(first), -np.sin(first)], axis=1).reshape(2 * FFT_OUTER, FFT_OUTER)
+    n1, k1 = np.arange(FFT_INNER), np.arange(FFT_K1)
+    bins = FFT_OUTER * k1[None, :] + n2[:, None]  # [k2, k1]
+    phase = 2 * np.pi * n1[None, :, None] * bins[:, None, :] / N_FFT  # [k2, n1, k1]
+    cos, sin = np.cos(phase), np.sin(phase)
+    stage2 = np.concatenate([np.concatenate([cos, -sin], axis=2), np.concatenate([sin, cos], axis=2)], axis=1).transpose(0, 2, 1)
     mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).T  # [257, 64]
     bin_freq = np.linspace(0.0, 1.0, N_FFT // 2 + 1)[:, None]  # fraction of Nyquist
     per_bin = np.concatenate([mel, np.ones_like(bin_freq), bin_freq, bin_freq**2], axis=1)  # [257, 67]
-    projection = np.concatenate([per_bin, per_bin[1 : N_FFT // 2]], axis=0)  # [512, 67]
-    # Stored at float16 precision (the exporter writes them as float16): the file stays small,
-    # and torch computes with exactly the values onnxruntime will see.
-    return dft.astype(np.float16).astype(np.float32), projection.astype(np.float16).astype(np.float32)
+    in_range = (bins <= N_FFT // 2)[:, :, None]
+    weights = np.where(in_range, per_bin[np.minimum(bins, N_FFT // 2)], 0.0)  # [k2, k1, 67]
+    projection = np.concatenate([weights, weights], axis=1).reshape(-1, per_bin.shape[1]).T  # columns (k2, real/imaginary, k1)
+    window = np.hanning(N_FFT + 1)[:-1]  # periodic Hann
+    # The two large tables are stored at float16 precision (the exporter writes them as
+    # float16): the file stays small, and torch computes with exactly the values
+    # onnxruntime will see.
+    def half(values: np.ndarray) -> np.ndarray:
+        return values.astype(np.float16).astype(np.float32)
+
+    return window.astype(np.float32), stage1.astype(np.float32), half(stage2), half(projection)
 
 
 def frame(signal: Tensor, n_frames: int, length: int, hop: int) -> Tensor:
@@ -89,21 +106,29 @@ def frame(signal: Tensor, n_frames: int, length: int, hop: int) -> Tensor:
     return torch.cat(parts, dim=-1)
 
 
-def _pitch_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hann window [2048], in-block table [64, 2P] and block twiddles [32, 2P] of the pitch DFT.
+def _pitch_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hann window [2048], in-block table [B, 2P], block twiddles [2, Q, 2P] and combination [4P, 2P] of the pitch DFT.
 
-    With n = 64 q + r, cos(w n) = cos(64 w q) cos(w r) - sin(64 w q) sin(w r) (and likewise
-    for sin), so a 2048-point DFT at P frequencies is a [64, 2P] product per block, then a
-    weighted sum over the 32 blocks: about 300k multiply-adds a frame, from 10k stored values.
+    With n = B q + r, cos(w n) = cos(B w q) cos(w r) - sin(B w q) sin(w r) and
+    sin(w n) = sin(B w q) cos(w r) + cos(B w q) sin(w r), so a 2048-point DFT at P
+    frequencies is a [B, 2P] product per block, then a weighted sum over the Q = 2048 / B
+    blocks (once with the cosine twiddles, once with the sine ones), then the signed
+    combination of those four sums into the real and imaginary parts.
     """
     midi = PITCH_MIDI_LOW + np.arange(12 * PITCH_OCTAVES)
     omega = 2 * np.pi * 440.0 * 2 ** ((midi - 69) / 12) / SAMPLE_RATE
     r = np.arange(PITCH_BLOCK)[:, None]
     q = np.arange(PITCH_WINDOW // PITCH_BLOCK)[:, None]
     in_block = np.concatenate([np.cos(omega * r), np.sin(omega * r)], axis=1)
-    twiddle = np.concatenate([np.cos(omega * PITCH_BLOCK * q), np.sin(omega * PITCH_BLOCK * q)], axis=1)
+    cos_q, sin_q = np.cos(omega * PITCH_BLOCK * q), np.sin(omega * PITCH_BLOCK * q)
+    twiddle = np.stack([np.concatenate([cos_q, cos_q], axis=1), np.concatenate([sin_q, sin_q], axis=1)])
+    # sums: [cos_q cos_r, cos_q sin_r, sin_q cos_r, sin_q sin_r] -> [real, imaginary]
+    p = len(midi)
+    eye = np.eye(p)
+    zero = np.zeros((p, p))
+    combine = np.block([[eye, zero], [zero, eye], [zero, eye], [-eye, zero]])
     window = np.hanning(PITCH_WINDOW + 1)[:-1]
-    return window.astype(np.float32), in_block.astype(np.float32), twiddle.astype(np.float32)
+    return window.astype(np.float32), in_block.astype(np.float32), twiddle.astype(np.float32), combine.astype(np.float32)
 
 
 class FrontEnd(nn.Module):
@@ -111,13 +136,10 @@ class FrontEnd(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        dft, projection = _dft_and_projection()
-        self.register_buffer("dft", torch.from_numpy(dft))
-        self.register_buffer("projection", torch.from_numpy(projection))
-        window, in_block, twiddle = _pitch_tables()
-        self.register_buffer("pitch_window", torch.from_numpy(window))
-        self.register_buffer("pitch_in_block", torch.from_numpy(in_block))
-        self.register_buffer("pitch_twiddle", torch.from_numpy(twiddle))
+        for name, table in zip(("fft_window", "fft_stage1", "fft_stage2", "projection"), _fft_tables()):
+            self.register_buffer(name, torch.from_numpy(table))
+        for name, table in zip(("pitch_window", "pitch_in_block", "pitch_twiddle", "pitch_combine"), _pitch_tables()):
+            self.register_buffer(name, torch.from_numpy(table))
 
     def forward(self, audio: Tensor, tail: Tensor) -> tuple[Tensor, Tensor]:
         signal = torch.cat([tail, audio], dim=1)
@@ -130,16 +152,28 @@ class FrontEnd(nn.Module):
         """Pitch frames [batch, n, 2048] -> chroma [batch, n, 12], summing to 12 (0 in silence)."""
         batch, n, _ = frames.shape
         blocks = (frames * self.pitch_window).reshape(batch, n, PITCH_WINDOW // PITCH_BLOCK, PITCH_BLOCK)
-        cos_r, sin_r = (blocks @ self.pitch_in_block).chunk(2, dim=-1)  # [batch, n, 32, P] each
-        cos_q, sin_q = self.pitch_twiddle.chunk(2, dim=-1)  # [32, P] each
-        real = (cos_q * cos_r - sin_q * sin_r).sum(dim=2)
-        imaginary = (sin_q * cos_r + cos_q * sin_r).sum(dim=2)
-        pitch_power = (real.square() + imaginary.square()).reshape(batch, n, PITCH_OCTAVES, N_CHROMA).sum(dim=2)
+        in_block = (blocks @ self.pitch_in_block).unsqueeze(2)  # [batch, n, 1, Q, 2P]
+        sums = (in_block * self.pitch_twiddle).sum(dim=3).reshape(batch, n, -1)  # [batch, n, 4P]
+        parts = sums @ self.pitch_combine  # [batch, n, 2P]: real, then imaginary
+        pitch_power = parts.square().reshape(batch, n, 2 * PITCH_OCTAVES, N_CHROMA).sum(dim=2)
         return N_CHROMA * pitch_power / (pitch_power.sum(dim=-1, keepdim=True) + LOG_FLOOR)
+
+    def power_projection(self, frames: Tensor) -> Tensor:
+        """STFT frames [batch, n, 512] -> their power spectra times the projection, [batch, n, 67].
+
+        The frames are turned into columns once, so that both stages and the projection are
+        products over whole rows: one matrix product, 32 small ones (one per k2), one more.
+        """
+        batch, n, _ = frames.shape
+        columns = (frames * self.fft_window).reshape(batch * n, N_FFT).transpose(0, 1)  # [(n2, n1), frames]
+        first = self.fft_stage1 @ columns.reshape(FFT_OUTER, FFT_INNER * batch * n)  # [(k2, re/im), (n1, frames)]
+        spectrum = self.fft_stage2 @ first.reshape(FFT_OUTER, 2 * FFT_INNER, batch * n)  # [k2, (re/im, k1), frames]
+        projected = self.projection @ spectrum.square().reshape(-1, batch * n)  # [67, frames]
+        return projected.transpose(0, 1).reshape(batch, n, -1)
 
     def frame_features(self, frames: Tensor) -> Tensor:
         """STFT frames [batch, n, 512] -> feature frames [batch, n / 4, 69]."""
-        projected = (frames @ self.dft).square() @ self.projection  # [batch, n, 64 mel + 3]
+        projected = self.power_projection(frames)  # [batch, n, 64 mel + 3]
         energy = frames.square().mean(dim=-1, keepdim=True)
         signs = frames >= 0
         zcr = (signs[..., 1:] != signs[..., :-1]).float().mean(dim=-1, keepdim=True)
