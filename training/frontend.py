@@ -106,14 +106,14 @@ def frame(signal: Tensor, n_frames: int, length: int, hop: int) -> Tensor:
     return torch.cat(parts, dim=-1)
 
 
-def _pitch_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hann window [2048], in-block table [B, 2P], block twiddles [2, Q, 2P] and combination [4P, 2P] of the pitch DFT.
+def _pitch_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hann window [2048], in-block table [B, 2P] and block twiddles [2, Q, 2P] of the pitch DFT.
 
     With n = B q + r, cos(w n) = cos(B w q) cos(w r) - sin(B w q) sin(w r) and
     sin(w n) = sin(B w q) cos(w r) + cos(B w q) sin(w r), so a 2048-point DFT at P
     frequencies is a [B, 2P] product per block, then a weighted sum over the Q = 2048 / B
     blocks (once with the cosine twiddles, once with the sine ones), then the signed
-    combination of those four sums into the real and imaginary parts.
+    sums of those four parts that are the real and imaginary parts.
     """
     midi = PITCH_MIDI_LOW + np.arange(12 * PITCH_OCTAVES)
     omega = 2 * np.pi * 440.0 * 2 ** ((midi - 69) / 12) / SAMPLE_RATE
@@ -122,13 +122,8 @@ def _pitch_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     in_block = np.concatenate([np.cos(omega * r), np.sin(omega * r)], axis=1)
     cos_q, sin_q = np.cos(omega * PITCH_BLOCK * q), np.sin(omega * PITCH_BLOCK * q)
     twiddle = np.stack([np.concatenate([cos_q, cos_q], axis=1), np.concatenate([sin_q, sin_q], axis=1)])
-    # sums: [cos_q cos_r, cos_q sin_r, sin_q cos_r, sin_q sin_r] -> [real, imaginary]
-    p = len(midi)
-    eye = np.eye(p)
-    zero = np.zeros((p, p))
-    combine = np.block([[eye, zero], [zero, eye], [zero, eye], [-eye, zero]])
     window = np.hanning(PITCH_WINDOW + 1)[:-1]
-    return window.astype(np.float32), in_block.astype(np.float32), twiddle.astype(np.float32), combine.astype(np.float32)
+    return window.astype(np.float32), in_block.astype(np.float32), twiddle.astype(np.float32)
 
 
 class FrontEnd(nn.Module):
@@ -138,7 +133,7 @@ class FrontEnd(nn.Module):
         super().__init__()
         for name, table in zip(("fft_window", "fft_stage1", "fft_stage2", "projection"), _fft_tables()):
             self.register_buffer(name, torch.from_numpy(table))
-        for name, table in zip(("pitch_window", "pitch_in_block", "pitch_twiddle", "pitch_combine"), _pitch_tables()):
+        for name, table in zip(("pitch_window", "pitch_in_block", "pitch_twiddle"), _pitch_tables()):
             self.register_buffer(name, torch.from_numpy(table))
 
     def forward(self, audio: Tensor, tail: Tensor) -> tuple[Tensor, Tensor]:
@@ -153,23 +148,26 @@ class FrontEnd(nn.Module):
         batch, n, _ = frames.shape
         blocks = (frames * self.pitch_window).reshape(batch, n, PITCH_WINDOW // PITCH_BLOCK, PITCH_BLOCK)
         in_block = (blocks @ self.pitch_in_block).unsqueeze(2)  # [batch, n, 1, Q, 2P]
-        sums = (in_block * self.pitch_twiddle).sum(dim=3).reshape(batch, n, -1)  # [batch, n, 4P]
-        parts = sums @ self.pitch_combine  # [batch, n, 2P]: real, then imaginary
-        pitch_power = parts.square().reshape(batch, n, 2 * PITCH_OCTAVES, N_CHROMA).sum(dim=2)
+        sums = (in_block * self.pitch_twiddle).sum(dim=3).reshape(batch, n, 2, 2, -1)  # [cos_q, sin_q] x [cos_r, sin_r]
+        real = sums[:, :, 0, 0] - sums[:, :, 1, 1]
+        imaginary = sums[:, :, 1, 0] + sums[:, :, 0, 1]
+        pitch_power = (real.square() + imaginary.square()).reshape(batch, n, PITCH_OCTAVES, N_CHROMA).sum(dim=2)
         return N_CHROMA * pitch_power / (pitch_power.sum(dim=-1, keepdim=True) + LOG_FLOOR)
 
     def power_projection(self, frames: Tensor) -> Tensor:
         """STFT frames [batch, n, 512] -> their power spectra times the projection, [batch, n, 67].
 
-        The frames are turned into columns once, so that both stages and the projection are
-        products over whole rows: one matrix product, 32 small ones (one per k2), one more.
+        Each stream's frames are turned into columns once, so that both stages and the
+        projection are products over whole rows: one matrix product, 32 small ones (one per
+        k2), one more. The products stay per stream: their shapes, and so their rounding, do
+        not depend on how many streams share a call.
         """
         batch, n, _ = frames.shape
-        columns = (frames * self.fft_window).reshape(batch * n, N_FFT).transpose(0, 1)  # [(n2, n1), frames]
-        first = self.fft_stage1 @ columns.reshape(FFT_OUTER, FFT_INNER * batch * n)  # [(k2, re/im), (n1, frames)]
-        spectrum = self.fft_stage2 @ first.reshape(FFT_OUTER, 2 * FFT_INNER, batch * n)  # [k2, (re/im, k1), frames]
-        projected = self.projection @ spectrum.square().reshape(-1, batch * n)  # [67, frames]
-        return projected.transpose(0, 1).reshape(batch, n, -1)
+        columns = (frames * self.fft_window).transpose(1, 2)  # [batch, (n2, n1), frames]
+        first = self.fft_stage1 @ columns.reshape(batch, FFT_OUTER, FFT_INNER * n)  # [batch, (k2, re/im), (n1, frames)]
+        spectrum = self.fft_stage2 @ first.reshape(batch, FFT_OUTER, 2 * FFT_INNER, n)  # [batch, k2, (re/im, k1), frames]
+        projected = self.projection @ spectrum.square().reshape(batch, -1, n)  # [batch, 67, frames]
+        return projected.transpose(1, 2)
 
     def frame_features(self, frames: Tensor) -> Tensor:
         """STFT frames [batch, n, 512] -> feature frames [batch, n / 4, 69]."""

@@ -32,6 +32,20 @@ def test_shipped_models_are_small_trained_and_carry_their_cv_figures(model: Stre
     assert metrics["4q"]["arousal_auc"] > 0.5 and metrics["4q"]["valence_auc"] > 0.5
 
 
+def test_a_stream_reads_the_same_whatever_shares_its_call(model: StreamingModel) -> None:
+    """Batched with other streams, a stream's outputs and state are bit for bit those it gets alone."""
+    rng = np.random.default_rng(5)
+    audio = (0.2 * rng.standard_normal((5, 3, model.info.hop_samples))).astype(np.float32)
+    together = model.initial_state(5)
+    alone = [model.initial_state(1) for _ in range(5)]
+    for hop in range(3):
+        va_together, together = model.step(audio[:, hop], together)
+        for stream in range(5):
+            va_alone, alone[stream] = model.step(audio[stream : stream + 1, hop], alone[stream])
+            assert np.array_equal(va_alone[0], va_together[stream])
+            assert np.array_equal(alone[stream][0], together[stream])
+
+
 @pytest.fixture(scope="module")
 def section_means(model: StreamingModel) -> dict[str, np.ndarray]:
     """Mean raw (valence, arousal) over the last 4 s of each demo section, on the loop's second pass, streamed."""
