@@ -445,6 +445,7 @@ class PacedInput:
     """
 
     max_blocks_per_poll = 64
+    unpaced_blocks_per_read = 10  # a failed read loses at most this many blocks (1 s)
 
     def __init__(
         self,
@@ -491,19 +492,24 @@ class PacedInput:
         if self._t0 is None:
             self.start()
         out: list[np.ndarray] = []
+        read: list[np.ndarray] = []
         now = time.monotonic()
-        for _ in range(self.max_blocks_per_poll):
+        for index in range(self.max_blocks_per_poll):
             if self.finished:
                 break
             due = self.next_due()
             if self.realtime and due is not None and due > now:
                 break
-            try:
-                frames = self._read(self.block_frames)
-            except Exception as exc:
-                self.error = f"read failed after {self._blocks * self.block_frames / self.rate:.2f} s ({exc})"
-                self.finished = True
-                break
+            if not read:
+                try:
+                    # Unpaced, one read serves several blocks: a read call costs more than its samples.
+                    count = 1 if self.realtime else min(self.unpaced_blocks_per_read, self.max_blocks_per_poll - index)
+                    read = self._read_blocks(count)
+                except Exception as exc:
+                    self.error = f"read failed after {self._blocks * self.block_frames / self.rate:.2f} s ({exc})"
+                    self.finished = True
+                    break
+            frames = read.pop(0)
             self._blocks += 1
             if frames.shape[0]:
                 out.append(self._converter.process(frames))
@@ -515,6 +521,14 @@ class PacedInput:
             return []
         samples = np.concatenate(out) if len(out) > 1 else (out[0] if out else np.zeros(0, np.float32))
         return [Block(self.stream, samples, nonfinite_samples=bad)]
+
+    def _read_blocks(self, count: int) -> list[np.ndarray]:
+        """Up to ``count`` blocks from one read; at the end of the input the last one is short (or empty)."""
+        frames = self._read(self.block_frames * count)
+        blocks = [frames[start : start + self.block_frames] for start in range(0, len(frames), self.block_frames)]
+        if len(frames) < self.block_frames * count and (not blocks or len(blocks[-1]) == self.block_frames):
+            blocks.append(frames[:0])  # the input ended on a block boundary
+        return blocks
 
     @property
     def resampler_delay_seconds(self) -> float:

@@ -100,6 +100,16 @@ def test_realtime_pacing_takes_real_time_and_gives_the_same_samples(tmp_path: Pa
     assert np.array_equal(fast, paced)
 
 
+@pytest.mark.parametrize("seconds", [9.0, 9.05, 0.05])  # many polls, ending on a block boundary or not; less than a block
+def test_an_unpaced_file_gives_every_sample_in_order(tmp_path: Path, seconds: float) -> None:
+    path = tmp_path / "noise.wav"
+    samples = np.random.default_rng(2).uniform(-0.5, 0.5, int(seconds * 16000)).astype(np.float32)
+    sf.write(path, samples, 16000, subtype="FLOAT")
+    inp = open_file(path, stream="a", model_rate=16000, realtime=False)
+    assert np.array_equal(drain(inp), samples)
+    assert inp.stats()["blocks"] == int(seconds * 10) + 1  # 0.1 s blocks, the last one short or empty
+
+
 @pytest.mark.parametrize("content", [b"", b"RIFF....WAVEnot really", b"\x00" * 100])
 def test_unreadable_files_are_named(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "broken.wav"
