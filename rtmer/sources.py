@@ -440,8 +440,10 @@ class PacedInput:
     """Frames from a reader, in fixed blocks of ``FILE_BLOCK_SECONDS``, for one stream.
 
     ``realtime=True`` releases each block when its last sample is due on the wall clock
-    (monotonic time since ``start``); otherwise as fast as the runner asks. The block
-    size does not depend on pacing, so the samples are identical either way.
+    (monotonic time since ``start``); otherwise as fast as the runner asks, reading up to
+    ``unpaced_blocks_per_read`` blocks a call. The block size does not depend on pacing, so
+    the samples are identical either way, unless a read fails: then what that read had
+    taken is lost, one block paced and up to a second unpaced.
     """
 
     max_blocks_per_poll = 64

@@ -51,8 +51,8 @@ LOG_FLOOR = 1e-6
 
 # The 512-point DFT runs as two stages of small DFTs (decimation in frequency): with
 # n = n1 + 16 n2 and k = 32 k1 + k2, X[k] = sum_n1 W512^(n1 k2) W16^(n1 k1) sum_n2 x[n] W32^(n2 k2).
-# That is a fifth of the multiply-adds of one dense [512, 512] matrix, with no transpose of
-# the innermost axis between the stages, and a fifth of the stored values.
+# That is a fifth of the multiply-adds of one dense [512, 512] matrix and a thirteenth of its
+# stored values, with no transpose of the innermost axis between the stages.
 FFT_INNER = 16  # n1: the stride of the first stage's 32-point DFTs
 FFT_OUTER = N_FFT // FFT_INNER  # n2 and k2
 FFT_K1 = (N_FFT // 2) // FFT_OUTER + 1  # k1 values that reach a bin <= N/2
@@ -158,9 +158,10 @@ class FrontEnd(nn.Module):
         """STFT frames [batch, n, 512] -> their power spectra times the projection, [batch, n, 67].
 
         Each stream's frames are turned into columns once, so that both stages and the
-        projection are products over whole rows: one matrix product, 32 small ones (one per
-        k2), one more. The products stay per stream: their shapes, and so their rounding, do
-        not depend on how many streams share a call.
+        projection are products over whole rows, per stream: one matrix product, 32 small
+        ones (one per k2), one more. Because the products stay per stream, their shapes do
+        not depend on how many streams share a call, and in onnxruntime neither does their
+        rounding (tests/rtmer/test_default_model.py checks it bit for bit).
         """
         batch, n, _ = frames.shape
         columns = (frames * self.fft_window).transpose(1, 2)  # [batch, (n2, n1), frames]
