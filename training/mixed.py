@@ -66,6 +66,7 @@ class MixedConfig:
     batch_size: int = 32
     crop_hops: int = 32
     learning_rate: float = 2e-3
+    cosine: bool = False  # the learning rate falls to 0 along a half cosine over ``epochs`` (else constant)
     weight_decay: float = 1e-3
     medley_share: float = 0.3
     hop_weight: float = LOSS_WEIGHTS["hops"]  # of VGMIDI's time-continuous labels, against the clip-level ones
@@ -96,6 +97,7 @@ class Targets:
 class History:
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)  # during each epoch
     best_epoch: int = -1
 
 
@@ -209,11 +211,13 @@ def train_mixed(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs) if config.cosine else None
     val_crops = draw_crops(val, MixedConfig(**{**config.__dict__, "seed": config.seed + 99}), rows_per_hop, np.random.default_rng(config.seed + 99))
     history = History()
     best_state, best_loss, stale = copy.deepcopy(module.state_dict()), float("inf"), 0
     for epoch in range(config.epochs):
         module.train()
+        history.learning_rate.append(float(optimizer.param_groups[0]["lr"]))
         crops = draw_crops(train, config, rows_per_hop, rng)
         losses = []
         for start in tqdm(range(0, len(crops), config.batch_size), desc=f"{desc} epoch {epoch + 1}", unit="batch", leave=False):
@@ -225,6 +229,8 @@ def train_mixed(
             torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
             optimizer.step()
             losses.append(loss.item())
+        if schedule is not None:
+            schedule.step()
         val_loss = evaluate_loss(module, run, val, val_crops, config, rows_per_hop, pad_row)
         history.train_loss.append(float(np.mean(losses)))
         history.val_loss.append(val_loss)

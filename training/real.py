@@ -297,6 +297,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop-hops", type=int, default=MixedConfig.crop_hops)
     parser.add_argument("--lr", type=float, default=MixedConfig.learning_rate)
     parser.add_argument("--medley-share", type=float, default=MixedConfig.medley_share)
+    parser.add_argument("--cosine", action="store_true", help="learning rate down to 0 along a half cosine over --epochs (default: constant)")
     parser.add_argument("--hop-weight", type=float, default=MixedConfig.hop_weight, help="weight of VGMIDI's time-continuous loss")
     parser.add_argument("--teacher-weight", type=float, default=MixedConfig.teacher_weight, help="default: weight of the distillation loss")
     parser.add_argument("--tags-weight", type=float, default=MixedConfig.tags_weight, help="default: weight of the MSD tags (from the tagger) on an auxiliary output")
@@ -318,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size == "default" and args.teacher is None:
         print("error: --size default needs --teacher RUN (the large model's run folder)", file=sys.stderr)
         return 2
-    config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, medley_share=args.medley_share, hop_weight=args.hop_weight, teacher_weight=args.teacher_weight, tags_weight=args.tags_weight, seed=args.seed)
+    config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, cosine=args.cosine, medley_share=args.medley_share, hop_weight=args.hop_weight, teacher_weight=args.teacher_weight, tags_weight=args.tags_weight, seed=args.seed)
     entries = load_corpus(args, with_embeddings=args.size == "large" or args.tags_weight > 0)
     args.out.mkdir(parents=True, exist_ok=True)
     folds = fold_indices([e.item.group for e in entries], [e.item.stratum for e in entries], args.folds, args.seed)

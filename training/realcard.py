@@ -127,6 +127,8 @@ def _train_command(args: dict) -> str:
     for option in ("variants", "folds", "epochs", "patience", "crop_hops", "lr", "medley_share", "hop_weight", "seed", "threads"):
         if option in args:  # runs made before an option existed used its default
             words.append(f"--{option.replace('_', '-')} {args[option]}")
+    if args.get("cosine"):
+        words.append("--cosine")
     words.append(f"--out {_shown(args['out'])}")
     return " ".join(words)
 

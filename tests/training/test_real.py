@@ -125,3 +125,14 @@ def test_mixed_training_learns_a_signal() -> None:
     with torch.no_grad():
         va, _ = head.run_cold(torch.from_numpy(np.stack([items[k].inputs for k in (0, 3)])))
     assert va[0, 6:, 0].mean() < va[1, 6:, 0].mean()  # valence -1 below valence +1
+
+
+@pytest.mark.parametrize("cosine", [False, True])
+def test_the_learning_rate_is_constant_or_falls_along_a_half_cosine(cosine: bool) -> None:
+    items = items_for_training(np.random.default_rng(2))
+    head = LargeHead(width=8, hidden=4, dropout=0.0)
+    head.fit_normalizer(np.concatenate([item.inputs for item in items]))
+    config = MixedConfig(epochs=4, patience=4, batch_size=8, crop_hops=12, learning_rate=1e-2, medley_share=0.0, cosine=cosine)
+    history = train_mixed(head, head.run_cold, items[:20], items[20:], config, rows_per_hop=1, pad_row=np.zeros((1, 250), np.float32), desc="test")
+    expected = [1e-2 * (1 + np.cos(np.pi * epoch / 4)) / 2 for epoch in range(4)] if cosine else [1e-2] * 4
+    np.testing.assert_allclose(history.learning_rate, expected, rtol=1e-6)
