@@ -58,14 +58,15 @@ FFT_OUTER = N_FFT // FFT_INNER  # n2 and k2
 FFT_K1 = (N_FFT // 2) // FFT_OUTER + 1  # k1 values that reach a bin <= N/2
 
 
-def _fft_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hann window [512], first stage [2*32, 32], second stage [32, 2*9, 2*16] and projection [64 + 3, 32*2*9].
+def _fft_tables(per_bin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hann window [512], first stage [2*32, 32], second stage [32, 2*9, 2*16] and projection [k, 32*2*9].
 
-    All three multiply from the left, on frames as columns. The first stage's rows are (k2,
-    real/imaginary); the second stage, one matrix for each k2, folds in the twiddles
-    W512^(n1 k2) and maps (real n1.., imaginary n1..) to (real k1.., imaginary k1..). Squared, those are the two halves of bin 32 k1 + k2's power, so the
-    projection (zero for bins above N/2) gives the mel energies and the power-weighted sums
-    that the centroid and spread need, in one product over all (k2, k1).
+    ``per_bin`` [257, k] weighs the power of each bin 0..256. All three multiply from the
+    left, on frames as columns. The first stage's rows are (k2, real/imaginary); the second
+    stage, one matrix for each k2, folds in the twiddles W512^(n1 k2) and maps (real n1..,
+    imaginary n1..) to (real k1.., imaginary k1..). Squared, those are the two halves of
+    bin 32 k1 + k2's power, so the projection (zero for bins above N/2) applies ``per_bin``
+    in one product over all (k2, k1).
     """
     n2 = np.arange(FFT_OUTER)
     first = 2 * np.pi * n2[:, None] * n2[None, :] / FFT_OUTER  # [k2, n2]
@@ -75,11 +76,8 @@ def _fft_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     phase = 2 * np.pi * n1[None, :, None] * bins[:, None, :] / N_FFT  # [k2, n1, k1]
     cos, sin = np.cos(phase), np.sin(phase)
     stage2 = np.concatenate([np.concatenate([cos, -sin], axis=2), np.concatenate([sin, cos], axis=2)], axis=1).transpose(0, 2, 1)
-    mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).T  # [257, 64]
-    bin_freq = np.linspace(0.0, 1.0, N_FFT // 2 + 1)[:, None]  # fraction of Nyquist
-    per_bin = np.concatenate([mel, np.ones_like(bin_freq), bin_freq, bin_freq**2], axis=1)  # [257, 67]
     in_range = (bins <= N_FFT // 2)[:, :, None]
-    weights = np.where(in_range, per_bin[np.minimum(bins, N_FFT // 2)], 0.0)  # [k2, k1, 67]
+    weights = np.where(in_range, per_bin[np.minimum(bins, N_FFT // 2)], 0.0)  # [k2, k1, k]
     projection = np.concatenate([weights, weights], axis=1).reshape(-1, per_bin.shape[1]).T  # columns (k2, real/imaginary, k1)
     window = np.hanning(N_FFT + 1)[:-1]  # periodic Hann
     # The two large tables are stored at float16 precision (the exporter writes them as
@@ -89,6 +87,37 @@ def _fft_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return values.astype(np.float16).astype(np.float32)
 
     return window.astype(np.float32), stage1.astype(np.float32), half(stage2), half(projection)
+
+
+class PowerProjection(nn.Module):
+    """STFT frames [batch, n, 512] -> their Hann-windowed power spectra times ``per_bin`` [257, k], [batch, n, k].
+
+    Each stream's frames are turned into columns once, so that both stages and the
+    projection are products over whole rows, per stream: one matrix product, 32 small
+    ones (one per k2), one more. Because the products stay per stream, their shapes do not
+    depend on how many streams share a call, and in onnxruntime neither does their rounding
+    (tests/rtmer/test_default_model.py checks it bit for bit).
+    """
+
+    def __init__(self, per_bin: np.ndarray) -> None:
+        super().__init__()
+        for name, table in zip(("window", "stage1", "stage2", "projection"), _fft_tables(per_bin)):
+            self.register_buffer(name, torch.from_numpy(table))
+
+    def forward(self, frames: Tensor) -> Tensor:
+        batch, n, _ = frames.shape
+        columns = (frames * self.window).transpose(1, 2)  # [batch, (n2, n1), frames]
+        first = self.stage1 @ columns.reshape(batch, FFT_OUTER, FFT_INNER * n)  # [batch, (k2, re/im), (n1, frames)]
+        spectrum = self.stage2 @ first.reshape(batch, FFT_OUTER, 2 * FFT_INNER, n)  # [batch, k2, (re/im, k1), frames]
+        projected = self.projection @ spectrum.square().reshape(batch, -1, n)  # [batch, k, frames]
+        return projected.transpose(1, 2)
+
+
+def _per_bin_weights() -> np.ndarray:
+    """[257, 64 + 3]: the mel bank, and the weights of the power-weighted sums that the centroid and spread need."""
+    mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).T  # [257, 64]
+    bin_freq = np.linspace(0.0, 1.0, N_FFT // 2 + 1)[:, None]  # fraction of Nyquist
+    return np.concatenate([mel, np.ones_like(bin_freq), bin_freq, bin_freq**2], axis=1)
 
 
 def frame(signal: Tensor, n_frames: int, length: int, hop: int) -> Tensor:
@@ -131,8 +160,7 @@ class FrontEnd(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        for name, table in zip(("fft_window", "fft_stage1", "fft_stage2", "projection"), _fft_tables()):
-            self.register_buffer(name, torch.from_numpy(table))
+        self.power_projection = PowerProjection(_per_bin_weights())
         for name, table in zip(("pitch_window", "pitch_in_block", "pitch_twiddle"), _pitch_tables()):
             self.register_buffer(name, torch.from_numpy(table))
 
@@ -153,22 +181,6 @@ class FrontEnd(nn.Module):
         imaginary = sums[:, :, 1, 0] + sums[:, :, 0, 1]
         pitch_power = (real.square() + imaginary.square()).reshape(batch, n, PITCH_OCTAVES, N_CHROMA).sum(dim=2)
         return N_CHROMA * pitch_power / (pitch_power.sum(dim=-1, keepdim=True) + LOG_FLOOR)
-
-    def power_projection(self, frames: Tensor) -> Tensor:
-        """STFT frames [batch, n, 512] -> their power spectra times the projection, [batch, n, 67].
-
-        Each stream's frames are turned into columns once, so that both stages and the
-        projection are products over whole rows, per stream: one matrix product, 32 small
-        ones (one per k2), one more. Because the products stay per stream, their shapes do
-        not depend on how many streams share a call, and in onnxruntime neither does their
-        rounding (tests/rtmer/test_default_model.py checks it bit for bit).
-        """
-        batch, n, _ = frames.shape
-        columns = (frames * self.fft_window).transpose(1, 2)  # [batch, (n2, n1), frames]
-        first = self.fft_stage1 @ columns.reshape(batch, FFT_OUTER, FFT_INNER * n)  # [batch, (k2, re/im), (n1, frames)]
-        spectrum = self.fft_stage2 @ first.reshape(batch, FFT_OUTER, 2 * FFT_INNER, n)  # [batch, k2, (re/im, k1), frames]
-        projected = self.projection @ spectrum.square().reshape(batch, -1, n)  # [batch, 67, frames]
-        return projected.transpose(1, 2)
 
     def frame_features(self, frames: Tensor) -> Tensor:
         """STFT frames [batch, n, 512] -> feature frames [batch, n / 4, 69]."""

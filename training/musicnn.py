@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from training.frontend import HOP_SAMPLES, N_FFT, SAMPLE_RATE, STFT_FRAMES_PER_HOP, STFT_HOP, frame
+from training.frontend import HOP_SAMPLES, N_FFT, SAMPLE_RATE, STFT_FRAMES_PER_HOP, STFT_HOP, PowerProjection, frame
 
 N_MELS = 96
 MSD_TAGS = (
@@ -91,19 +91,12 @@ class MusicnnMel(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        n = np.arange(N_FFT)[:, None]
-        window = np.hanning(N_FFT + 1)[:-1][:, None]
-        bins = np.arange(N_FFT // 2 + 1)[None, :]
-        real = window * np.cos(2 * np.pi * n * bins / N_FFT)
-        imaginary = -window * np.sin(2 * np.pi * n * bins[:, 1:-1] / N_FFT)
-        mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS).T  # [257, 96]
-        self.register_buffer("dft", torch.from_numpy(np.concatenate([real, imaginary], axis=1).astype(np.float32)))
-        self.register_buffer("mel", torch.from_numpy(np.concatenate([mel, mel[1:-1]], axis=0).astype(np.float32)))
+        self.power = PowerProjection(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS).T)  # [257, 96]
 
     def forward(self, audio: Tensor, tail: Tensor) -> tuple[Tensor, Tensor]:
         signal = torch.cat([tail, audio], dim=1)
         frames = frame(signal, audio.shape[1] // STFT_HOP, N_FFT, STFT_HOP)
-        power = (frames @ self.dft).square() @ self.mel
+        power = self.power(frames)
         return torch.log10(10000.0 * power + 1.0), signal[:, -AUDIO_TAIL:]
 
 
