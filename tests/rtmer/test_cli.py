@@ -198,6 +198,7 @@ def test_config_stream_files_are_relative_to_the_config_file(
     ]
     cfg.write_text('[input]\nstreams = ["music/none.wav"]\n')
     code, _, err = cli("run", "--config", str(cfg), "--no-realtime", "--ndjson", "--no-display")
+    assert code == EXIT_INPUT_FAILED, err
     assert str(conf / "music" / "none.wav") in err
 
 

@@ -29,7 +29,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from conftest import build_tiny_model, music_like, tiny_metadata
 from rtmer.cli import EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
-from rtmer.errors import ConfigError, ModelContractError
+from rtmer.errors import ConfigError, ModelContractError, RtmerError
 from rtmer.model import ModelInfo, _check_contract
 from rtmer.sources import PcmInput
 from rtmer.update import Update
@@ -265,4 +265,4 @@ def test_any_model_metadata_is_accepted_whole_or_refused_as_a_model_error(
 
 def test_a_config_error_is_a_config_error() -> None:
     """The fuzzers above rely on rtmer's errors being RtmerErrors; ConfigError is one."""
-    assert issubclass(ConfigError, Exception) and ConfigError("x").args == ("x",)
+    assert issubclass(ConfigError, RtmerError) and ConfigError("x").args == ("x",)

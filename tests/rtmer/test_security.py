@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from conftest import music_like
+from test_web import wait_for
 from rtmer.cli import EXIT_OK, EXIT_USAGE, main
 from rtmer.errors import ConfigError
 from rtmer.websocket import HELLO_MODEL_KEYS, MAX_SUBSCRIBE_STREAMS, WebSocketSink, is_loopback_host
@@ -199,6 +200,7 @@ def test_a_client_over_the_cap_is_closed_with_1013_and_the_others_are_unaffected
             held[0].send('{"type": "ping", "id": 1}')
             assert json.loads(held[0].recv(timeout=10))["type"] == "pong"
             held[1].close()
+            wait_for(lambda: len(s._clients) < 2, "the server to drop the closed client")
             with connect(url, open_timeout=10) as again:  # a place is free again
                 hello_of(again)
         assert s.stats.capped == 1
