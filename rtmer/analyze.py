@@ -71,27 +71,37 @@ def check_outputs(*, output: str | None, output_dir: str | None, inputs: Sequenc
         if p.is_dir():
             raise ConfigError(f"--output={output!r} is a folder; expected a file to write "
                               f"(for one file per input use --output-dir {output})")
-        parent = p.parent
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"--output={output!r}: {str(parent)!r} is not a folder")
-        if not parent.exists():
-            raise ConfigError(f"--output={output!r}: folder {str(parent)!r} does not exist")
-        if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
-            raise ConfigError(f"--output={output!r}: cannot be written (permission denied)")
+        check_writable_file("output", output)
         for name in inputs:
             if p.exists() and name != STDIN and os.path.exists(name) and os.path.samefile(name, p):
                 raise ConfigError(f"--output={output!r} is the input {name!r}; expected another file "
                                   "(it would replace that audio with its analysis)")
     if output_dir:
-        d = Path(output_dir)
-        if d.exists() and not d.is_dir():
+        if Path(output_dir).exists() and not Path(output_dir).is_dir():
             raise ConfigError(f"--output-dir={output_dir!r} is a file; expected a folder (created if missing)")
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"--output-dir={output_dir!r}: cannot create it ({exc.strerror})") from exc
-        if not os.access(d, os.W_OK | os.X_OK):
-            raise ConfigError(f"--output-dir={output_dir!r}: cannot be written (permission denied)")
+        make_writable_folder("output-dir", output_dir)
+
+
+def check_writable_file(option: str, value: str) -> None:
+    """``--option=value`` names a file that can be written: its folder exists and lets us write, and so does the file if it is there."""
+    p = Path(value)
+    parent = p.parent
+    if parent.exists() and not parent.is_dir():
+        raise ConfigError(f"--{option}={value!r}: {str(parent)!r} is not a folder")
+    if not parent.exists():
+        raise ConfigError(f"--{option}={value!r}: folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ConfigError(f"--{option}={value!r}: cannot be written (permission denied)")
+
+
+def make_writable_folder(option: str, value: str) -> None:
+    """Create the folder ``--option=value`` if missing, and check that it can be written."""
+    try:
+        Path(value).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--{option}={value!r}: cannot create the folder ({exc.strerror})") from exc
+    if not os.access(value, os.W_OK | os.X_OK):
+        raise ConfigError(f"--{option}={value!r}: cannot be written (permission denied)")
 
 
 def dedupe(paths: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -125,7 +125,6 @@ class Engine:
         self._hops_tried = 0  # non-silent hops given to the model, ever
         self._hops_failed = 0
         self._last_failure = ""
-        self._logged_failure = False
         self._initial = model.initial_state(1)[0].copy()
         self._smoothing_delay = self.smoothing.make(step_seconds=self.info.hop_seconds).delay_seconds
 
@@ -243,9 +242,9 @@ class Engine:
         return updates
 
     def _note_failure(self, what: str) -> None:
+        first = not self._last_failure
         self._last_failure = what
-        if not self._logged_failure:
-            self._logged_failure = True
+        if first:
             log.warning("%s; the hop gives raw 0 and is counted in model failures (logged once)", what)
         else:
             log.debug("%s", what)

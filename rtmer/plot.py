@@ -60,7 +60,7 @@ def check_plot(plot: str, paths: Sequence[str]) -> None:
     Also checks that matplotlib is installed. A folder is created if missing. Raises
     ``ConfigError`` (``MissingExtraError``) naming the value and what was expected.
     """
-    from rtmer.analyze import dedupe
+    from rtmer.analyze import check_writable_file, dedupe, make_writable_folder
 
     require_matplotlib()
     inputs, _ = dedupe(paths)
@@ -71,21 +71,12 @@ def check_plot(plot: str, paths: Sequence[str]) -> None:
                               "give a folder for one image per input")
         if p.is_dir():
             raise ConfigError(f"--plot={plot!r} is a folder; expected an image file ({', '.join(PLOT_FORMATS)})")
-        parent = p.parent
-        if not parent.is_dir():
-            raise ConfigError(f"--plot={plot!r}: folder {str(parent)!r} does not exist")
-        if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
-            raise ConfigError(f"--plot={plot!r}: cannot be written (permission denied)")
+        check_writable_file("plot", plot)
         return
     if p.exists() and not p.is_dir():
         raise ConfigError(f"--plot={plot!r} is a file without an image extension; expected a "
                           f"{', '.join('.' + f for f in PLOT_FORMATS)} file or a folder")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--plot={plot!r}: cannot create the folder ({exc.strerror})") from exc
-    if not os.access(p, os.W_OK | os.X_OK):
-        raise ConfigError(f"--plot={plot!r}: cannot be written (permission denied)")
+    make_writable_folder("plot", plot)
 
 
 def plot_targets(plot: str, paths: Sequence[str]) -> dict[str, Path]:

@@ -167,8 +167,7 @@ class _Client:
     def __init__(self, id_: int, ws: ServerConnection, queue_size: int) -> None:
         self.id = id_
         self.ws = ws
-        addr = ws.remote_address
-        self.remote = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else str(addr)
+        self.remote = _remote(ws)
         self.queue: deque[str] = deque(maxlen=queue_size)
         self.wake = asyncio.Event()
         self.streams: frozenset[str] | None = None
