@@ -4,7 +4,9 @@ One ``Item`` is one recording with whatever labels it has:
 
 - a rated clip (MUSIFEAST-17): clip-level valence and arousal, a regression target on every
   hop after the warm-up;
-- a quadrant clip (4Q): only the signs, a logistic loss on ``SIGN_SCALE * estimate``;
+- a quadrant clip (4Q): only the signs, a logistic loss on ``SIGN_SCALE * estimate`` at every
+  hop, and optionally (``clip_sign_weight``) on the mean of the crop's hops from that clip,
+  which is what a clip's estimate is: single hops may then disagree where the music does;
 - an Emotify clip: the nine GEMS proportions, a target of the auxiliary head (training only);
 - a VGMIDI render: per-hop valence and arousal, the only labels that change within a piece;
 - any of them may carry a teacher's per-hop estimate, a distillation target on every hop,
@@ -34,7 +36,8 @@ from training.realmusic import GEMS, QUADRANT_SIGNS
 WARMUP_HOPS = 4  # clip-level labels are not scored in a clip's first 2 s
 SWITCH_GRACE_HOPS = 3
 SIGN_SCALE = 4.0
-LOSS_WEIGHTS = {"rating": 1.0, "hops": 0.5, "sign": 0.3, "gems": 0.5, "teacher": 1.0, "tags": 0.0}
+CROP_PARTS = 2  # a crop is one clip or two spliced
+LOSS_WEIGHTS = {"rating": 1.0, "hops": 0.5, "sign": 0.3, "clip_sign": 0.0, "gems": 0.5, "teacher": 1.0, "tags": 0.0}
 
 
 @dataclass
@@ -70,12 +73,26 @@ class MixedConfig:
     weight_decay: float = 1e-3
     medley_share: float = 0.3
     hop_weight: float = LOSS_WEIGHTS["hops"]  # of VGMIDI's time-continuous labels, against the clip-level ones
+    rating_weight: float = LOSS_WEIGHTS["rating"]  # of MUSIFEAST-17's clip ratings at every hop
+    sign_weight: float = LOSS_WEIGHTS["sign"]  # of 4Q's signs at every hop
+    clip_sign_weight: float = LOSS_WEIGHTS["clip_sign"]  # of 4Q's signs on the mean of a crop's hops from one clip
+    # Learn a (valence, arousal) offset between MUSIFEAST-17's rating scale and the model's zero, which
+    # is then 4Q's quadrant boundary (and VGMIDI's). Training only: the exported model has none.
+    rating_offset: bool = False
     teacher_weight: float = LOSS_WEIGHTS["teacher"]  # of the teacher's per-hop estimates (distillation)
     tags_weight: float = LOSS_WEIGHTS["tags"]  # of the tagger's per-hop tag probabilities (student only)
     seed: int = 0
 
     def loss_weights(self) -> dict[str, float]:
-        return {**LOSS_WEIGHTS, "hops": self.hop_weight, "teacher": self.teacher_weight, "tags": self.tags_weight}
+        return {
+            **LOSS_WEIGHTS,
+            "rating": self.rating_weight,
+            "hops": self.hop_weight,
+            "sign": self.sign_weight,
+            "clip_sign": self.clip_sign_weight,
+            "teacher": self.teacher_weight,
+            "tags": self.tags_weight,
+        }
 
 
 @dataclass
@@ -85,6 +102,7 @@ class Targets:
     hop_mask: Tensor  # [b, hops] VGMIDI
     sign: Tensor  # [b, hops, 2] in {0, 1}
     sign_mask: Tensor
+    part: Tensor  # [b, hops] which part of the crop (0 or 1: a medley's second clip) each hop is from
     gems: Tensor  # [b, hops, 9]
     gems_mask: Tensor
     teacher: Tensor  # [b, hops, 2]
@@ -99,6 +117,7 @@ class History:
     val_loss: list[float] = field(default_factory=list)
     learning_rate: list[float] = field(default_factory=list)  # during each epoch
     best_epoch: int = -1
+    rating_offset: list[float] | None = None  # the learned (valence, arousal) offset of the ratings, at the best epoch
 
 
 # A head maps inputs [b, hops * rows, d] (from a cold state) to (va [b, hops, 2], auxiliary logits by
@@ -143,12 +162,14 @@ def make_batch(
     targets = {name: np.zeros((len(pieces), crop_hops, n), np.float32) for name, n in shapes.items()}
     for mask in ("va_mask", "hop_mask", "sign_mask", "gems_mask", "teacher_mask", "tags_mask"):
         targets[mask] = np.zeros((len(pieces), crop_hops), np.float32)
+    targets["part"] = np.zeros((len(pieces), crop_hops), np.float32)
     for row, crop in enumerate(pieces):
         at = 0
-        for index, start, count in crop:
+        for part, (index, start, count) in enumerate(crop):
             item = items[index]
             inputs[row, at * rows_per_hop : (at + count) * rows_per_hop] = item.inputs[start * rows_per_hop : (start + count) * rows_per_hop]
             _fill(item, targets, row, at, start, count)
+            targets["part"][row, at : at + count] = part
             at += count
     tensors = {name: torch.from_numpy(value) for name, value in targets.items()}
     return torch.from_numpy(inputs.astype(np.float32)), Targets(**tensors)
@@ -174,17 +195,23 @@ def draw_crops(items: Sequence[Item], config: MixedConfig, rows_per_hop: int, rn
     return [crops[i] for i in order]
 
 
-def mixed_loss(va: Tensor, aux: dict[str, Tensor], targets: Targets, weights: dict[str, float] = LOSS_WEIGHTS) -> Tensor:
-    """Weighted sum of the per-kind losses, each averaged over the hops where it applies."""
+def mixed_loss(va: Tensor, aux: dict[str, Tensor], targets: Targets, weights: dict[str, float] = LOSS_WEIGHTS, rating_offset: Tensor | None = None) -> Tensor:
+    """Weighted sum of the per-kind losses, each averaged over the hops where it applies.
+
+    ``rating_offset`` [2], if given, is added to the estimate where it is scored against a clip rating.
+    """
 
     def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
         return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
     squared = (va - targets.va).square().mean(dim=-1)
-    loss = weights["rating"] * masked_mean(squared, targets.va_mask)
+    rated = squared if rating_offset is None else (va + rating_offset - targets.va).square().mean(dim=-1)
+    loss = weights["rating"] * masked_mean(rated, targets.va_mask)
     loss = loss + weights["hops"] * masked_mean(squared, targets.hop_mask)
     sign = nn.functional.binary_cross_entropy_with_logits(SIGN_SCALE * va, targets.sign, reduction="none").mean(dim=-1)
     loss = loss + weights["sign"] * masked_mean(sign, targets.sign_mask)
+    if weights["clip_sign"]:
+        loss = loss + weights["clip_sign"] * clip_sign_loss(va, targets)
     teacher = (va - targets.teacher).square().mean(dim=-1)
     loss = loss + weights["teacher"] * masked_mean(teacher, targets.teacher_mask)
     if "gems" in aux:
@@ -194,6 +221,17 @@ def mixed_loss(va: Tensor, aux: dict[str, Tensor], targets: Targets, weights: di
         tags = nn.functional.binary_cross_entropy_with_logits(aux["tags"], targets.tags, reduction="none").mean(dim=-1)
         loss = loss + weights["tags"] * masked_mean(tags, targets.tags_mask)
     return loss
+
+
+def clip_sign_loss(va: Tensor, targets: Targets) -> Tensor:
+    """The sign loss on the mean estimate of each crop part's scored hops, averaged over the parts that have any."""
+    in_part = nn.functional.one_hot(targets.part.long(), CROP_PARTS).float() * targets.sign_mask.unsqueeze(-1)  # [b, hops, parts]
+    counts = in_part.sum(dim=1)  # [b, parts]
+    mean_va = torch.einsum("bhp,bhd->bpd", in_part, va) / counts.clamp(min=1.0).unsqueeze(-1)
+    sign = torch.einsum("bhp,bhd->bpd", in_part, targets.sign) / counts.clamp(min=1.0).unsqueeze(-1)  # constant within a part
+    losses = nn.functional.binary_cross_entropy_with_logits(SIGN_SCALE * mean_va, sign, reduction="none").mean(dim=-1)
+    scored = (counts > 0).float()
+    return (losses * scored).sum() / scored.sum().clamp(min=1.0)
 
 
 def train_mixed(
@@ -210,11 +248,16 @@ def train_mixed(
     """Train ``module`` in place (AdamW, early stopping on the validation loss); it ends with its best epoch's weights."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay)
+    offset = nn.Parameter(torch.zeros(2)) if config.rating_offset else None
+    groups: list[dict] = [{"params": [p for p in module.parameters() if p.requires_grad]}]
+    if offset is not None:
+        groups.append({"params": [offset], "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs) if config.cosine else None
     val_crops = draw_crops(val, MixedConfig(**{**config.__dict__, "seed": config.seed + 99}), rows_per_hop, np.random.default_rng(config.seed + 99))
     history = History()
     best_state, best_loss, stale = copy.deepcopy(module.state_dict()), float("inf"), 0
+    best_offset = None
     for epoch in range(config.epochs):
         module.train()
         history.learning_rate.append(float(optimizer.param_groups[0]["lr"]))
@@ -223,7 +266,7 @@ def train_mixed(
         for start in tqdm(range(0, len(crops), config.batch_size), desc=f"{desc} epoch {epoch + 1}", unit="batch", leave=False):
             inputs, targets = make_batch(train, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row)
             va, aux = run(inputs)
-            loss = mixed_loss(va, aux, targets, config.loss_weights())
+            loss = mixed_loss(va, aux, targets, config.loss_weights(), offset)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
@@ -231,30 +274,40 @@ def train_mixed(
             losses.append(loss.item())
         if schedule is not None:
             schedule.step()
-        val_loss = evaluate_loss(module, run, val, val_crops, config, rows_per_hop, pad_row)
+        val_loss = evaluate_loss(module, run, val, val_crops, config, rows_per_hop, pad_row, offset)
         history.train_loss.append(float(np.mean(losses)))
         history.val_loss.append(val_loss)
-        tqdm.write(f"{desc} epoch {epoch + 1}: train loss {history.train_loss[-1]:.4f}, val loss {val_loss:.4f}")
+        offset_note = "" if offset is None else f", rating offset {offset.detach().numpy().round(3).tolist()}"
+        tqdm.write(f"{desc} epoch {epoch + 1}: train loss {history.train_loss[-1]:.4f}, val loss {val_loss:.4f}{offset_note}")
         if val_loss < best_loss - 1e-4:
             best_state, best_loss, stale, history.best_epoch = copy.deepcopy(module.state_dict()), val_loss, 0, epoch
+            best_offset = None if offset is None else offset.detach().tolist()
         else:
             stale += 1
             if stale >= config.patience:
                 break
     module.load_state_dict(best_state)
     module.eval()
+    history.rating_offset = best_offset
     return history
 
 
 @torch.no_grad()
 def evaluate_loss(
-    module: nn.Module, run: HeadRun, items: Sequence[Item], crops: list[list[tuple[int, int, int]]], config: MixedConfig, rows_per_hop: int, pad_row: np.ndarray
+    module: nn.Module,
+    run: HeadRun,
+    items: Sequence[Item],
+    crops: list[list[tuple[int, int, int]]],
+    config: MixedConfig,
+    rows_per_hop: int,
+    pad_row: np.ndarray,
+    rating_offset: Tensor | None = None,
 ) -> float:
     module.eval()
     total, batches = 0.0, 0
     for start in range(0, len(crops), config.batch_size):
         inputs, targets = make_batch(items, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row)
         va, aux = run(inputs)
-        total += mixed_loss(va, aux, targets, config.loss_weights()).item()
+        total += mixed_loss(va, aux, targets, config.loss_weights(), rating_offset).item()
         batches += 1
     return total / max(batches, 1)

@@ -299,6 +299,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--medley-share", type=float, default=MixedConfig.medley_share)
     parser.add_argument("--cosine", action="store_true", help="learning rate down to 0 along a half cosine over --epochs (default: constant)")
     parser.add_argument("--hop-weight", type=float, default=MixedConfig.hop_weight, help="weight of VGMIDI's time-continuous loss")
+    parser.add_argument("--rating-weight", type=float, default=MixedConfig.rating_weight, help="weight of MUSIFEAST-17's rating loss")
+    parser.add_argument("--sign-weight", type=float, default=MixedConfig.sign_weight, help="weight of 4Q's sign loss at every hop")
+    parser.add_argument("--clip-sign-weight", type=float, default=MixedConfig.clip_sign_weight, help="weight of 4Q's sign loss on a crop's mean estimate of each clip")
+    parser.add_argument("--rating-offset", action="store_true", help="learn an offset between MUSIFEAST-17's ratings and the model's zero (4Q's boundary); training only")
     parser.add_argument("--teacher-weight", type=float, default=MixedConfig.teacher_weight, help="default: weight of the distillation loss")
     parser.add_argument("--tags-weight", type=float, default=MixedConfig.tags_weight, help="default: weight of the MSD tags (from the tagger) on an auxiliary output")
     parser.add_argument("--seed", type=int, default=0)
@@ -319,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size == "default" and args.teacher is None:
         print("error: --size default needs --teacher RUN (the large model's run folder)", file=sys.stderr)
         return 2
-    config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, cosine=args.cosine, medley_share=args.medley_share, hop_weight=args.hop_weight, teacher_weight=args.teacher_weight, tags_weight=args.tags_weight, seed=args.seed)
+    config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, cosine=args.cosine, medley_share=args.medley_share, hop_weight=args.hop_weight, rating_weight=args.rating_weight, sign_weight=args.sign_weight, clip_sign_weight=args.clip_sign_weight, rating_offset=args.rating_offset, teacher_weight=args.teacher_weight, tags_weight=args.tags_weight, seed=args.seed)
     entries = load_corpus(args, with_embeddings=args.size == "large" or args.tags_weight > 0)
     args.out.mkdir(parents=True, exist_ok=True)
     folds = fold_indices([e.item.group for e in entries], [e.item.stratum for e in entries], args.folds, args.seed)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from training.large import LargeHead
-from training.mixed import Item, MixedConfig, draw_crops, make_batch, mixed_loss, train_mixed
+from training.mixed import SIGN_SCALE, Item, MixedConfig, clip_sign_loss, draw_crops, make_batch, mixed_loss, train_mixed
 from training.realeval import (
     clip_estimate,
     fold_indices,
@@ -108,6 +108,24 @@ def test_each_label_kind_reaches_its_loss_only_where_it_applies() -> None:
     assert va.grad is not None and va.grad[0, :4].abs().sum() == 0 and va.grad[0, 4:].abs().sum() > 0
 
 
+def test_the_clip_sign_loss_scores_each_clips_mean_estimate_only() -> None:
+    items = [Item("q1", "4q", "a", "s", np.zeros((20, 3), np.float32), quadrant=1), Item("q3", "4q", "b", "s", np.zeros((20, 3), np.float32), quadrant=3)]
+    _, targets = make_batch(items, [[(0, 0, 8), (1, 0, 8)]], 16, 1, np.zeros((1, 3), np.float32))
+    assert targets.part[0].tolist() == [0] * 8 + [1] * 8
+    steady = torch.zeros(1, 16, 2)
+    steady[0, :8], steady[0, 8:] = 0.2, -0.2  # Q1 then Q3, every hop the right way
+    swinging = steady.clone()
+    swinging[0, 4:8:2] += 0.6  # scored hops of the first clip swing both ways around the same mean
+    swinging[0, 5:8:2] -= 0.6
+    swinging[0, :4] = -1.0  # warm-up hops are not scored
+    assert torch.isclose(clip_sign_loss(swinging, targets), clip_sign_loss(steady, targets))
+    assert mixed_loss(swinging, {}, targets, {**MixedConfig().loss_weights(), "clip_sign": 0.0}) > mixed_loss(steady, {}, targets, {**MixedConfig().loss_weights(), "clip_sign": 0.0})
+    wrong = -steady
+    # softplus(x) - softplus(-x) = x, with x = SIGN_SCALE * 0.2 on every part and dimension
+    assert torch.isclose(clip_sign_loss(wrong, targets) - clip_sign_loss(steady, targets), torch.tensor(SIGN_SCALE * 0.2))
+    assert mixed_loss(steady, {}, targets, MixedConfig(clip_sign_weight=1.0).loss_weights()) > mixed_loss(steady, {}, targets, MixedConfig().loss_weights())
+
+
 def test_medley_crops_splice_two_items() -> None:
     items = items_for_training(np.random.default_rng(0))
     crops = draw_crops(items, MixedConfig(crop_hops=10, medley_share=1.0), 1, np.random.default_rng(0))
@@ -125,6 +143,24 @@ def test_mixed_training_learns_a_signal() -> None:
     with torch.no_grad():
         va, _ = head.run_cold(torch.from_numpy(np.stack([items[k].inputs for k in (0, 3)])))
     assert va[0, 6:, 0].mean() < va[1, 6:, 0].mean()  # valence -1 below valence +1
+
+
+def test_a_learned_rating_offset_absorbs_a_shifted_rating_scale() -> None:
+    rng = np.random.default_rng(2)
+    items = items_for_training(rng)
+    for item in items:
+        item.quadrant = None  # the time-continuous labels set the zero
+        if item.va is not None:
+            item.va = item.va + np.array([0.3, -0.2], np.float32)  # the rated set's zero sits elsewhere
+    head = LargeHead(width=16, hidden=8, dropout=0.0)
+    head.fit_normalizer(np.concatenate([item.inputs for item in items]))
+    config = MixedConfig(epochs=40, patience=40, batch_size=8, crop_hops=12, learning_rate=1e-2, medley_share=0.0, rating_offset=True)
+    history = train_mixed(head, head.run_cold, items[:20], items[20:], config, rows_per_hop=1, pad_row=np.zeros((1, 250), np.float32), desc="test")
+    assert history.rating_offset is not None
+    np.testing.assert_allclose(history.rating_offset, [0.3, -0.2], atol=0.1)
+    assert MixedConfig().rating_offset is False and train_mixed(
+        head, head.run_cold, items[:20], items[20:], MixedConfig(epochs=1), rows_per_hop=1, pad_row=np.zeros((1, 250), np.float32), desc="test"
+    ).rating_offset is None
 
 
 @pytest.mark.parametrize("cosine", [False, True])
