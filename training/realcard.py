@@ -15,6 +15,7 @@ from rtmer.demo import SECTIONS, SynthMusic
 from training.export import export_streaming, parity_by_output, round_to_float16
 from training.frontend import HOP_SAMPLES, SAMPLE_RATE
 from training.large import LargeEnsemble, LargeHead, LargeStreamingModel
+from training.mixed import LOSS_WEIGHTS, SIGN_SCALE
 from training.models import StreamingModel, parameter_count
 from training.teacher import load_backbone
 
@@ -35,12 +36,19 @@ LICENCES = [
     "VGMIDI (Ferreira & Whitehead, ISMIR 2019): no licence stated; research data.",
     "musicnn MSD_musicnn weights (Pons & Serra, ISC licence), trained on the Million Song Dataset's top-50 tags.",
 ]
-LABEL_MAPPING = [
-    "MUSIFEAST-17: mean ratings on 1-5 mapped by (x - 3) / 2; a regression target on every hop after the first 2 s.",
-    "4Q: only the quadrant's signs (Q1 +v +a, Q2 -v +a, Q3 -v -a, Q4 +v -a); a logistic loss on 4 x the estimate, so no magnitude is implied.",
-    "Emotify: induced emotion, not mapped to valence/arousal; its nine GEMS proportions are the target of an auxiliary output used in training only (large model).",
-    "VGMIDI: per-measure annotator means on the 0.5 s hop grid, time-continuous, as before.",
-]
+
+
+def _label_mapping(config: dict) -> list[str]:
+    """How each set's labels reach the losses, with the weights of this run (``MixedConfig`` as saved in cv.json)."""
+    weights = {**LOSS_WEIGHTS, **{key: config[f"{key}_weight"] for key in ("rating", "sign", "clip_sign") if f"{key}_weight" in config}}
+    offset = " plus an offset learned in training (not exported), so that the model's zero is 4Q's quadrant boundary" if config.get("rating_offset") else ""
+    clip_sign = f", and on the mean estimate of each clip's hops in a training crop (weight {weights['clip_sign']})" if weights["clip_sign"] else ""
+    return [
+        f"MUSIFEAST-17: mean ratings on 1-5 mapped by (x - 3) / 2; a regression target on every hop after the first 2 s (weight {weights['rating']}){offset}.",
+        f"4Q: only the quadrant's signs (Q1 +v +a, Q2 -v +a, Q3 -v -a, Q4 +v -a); a logistic loss on {SIGN_SCALE:g} x the estimate at every hop (weight {weights['sign']}){clip_sign}, so no magnitude is implied.",
+        "Emotify: induced emotion, not mapped to valence/arousal; its nine GEMS proportions are the target of an auxiliary output used in training only (large model).",
+        f"VGMIDI: per-measure annotator means on the 0.5 s hop grid, time-continuous, as before (weight {config.get('hop_weight', LOSS_WEIGHTS['hops'])}).",
+    ]
 
 
 @torch.no_grad()
@@ -124,11 +132,13 @@ def _train_command(args: dict) -> str:
         words.append(f"--heads {args.get('heads', 1)}")
     if args["size"] == "default":
         words += [f"--student {args['student']}", f"--teacher {_shown(args['teacher'])}"]
-    for option in ("variants", "folds", "epochs", "patience", "crop_hops", "lr", "medley_share", "hop_weight", "seed", "threads"):
+    options = ("variants", "folds", "epochs", "patience", "crop_hops", "lr", "medley_share", "hop_weight", "rating_weight", "sign_weight", "clip_sign_weight", "teacher_weight", "tags_weight", "seed", "threads")
+    for option in options:
         if option in args:  # runs made before an option existed used its default
             words.append(f"--{option.replace('_', '-')} {args[option]}")
-    if args.get("cosine"):
-        words.append("--cosine")
+    for flag in ("cosine", "rating_offset"):
+        if args.get(flag):
+            words.append(f"--{flag.replace('_', '-')}")
     words.append(f"--out {_shown(args['out'])}")
     return " ".join(words)
 
@@ -177,7 +187,7 @@ def _card(name: str, args: dict, report: dict, params: int, size: int, state_siz
         "- **A model trained on these sets inherits their research-only, non-commercial terms.**",
         "",
         "Label mapping to [-1, 1]:",
-        *[f"- {line}" for line in LABEL_MAPPING],
+        *[f"- {line}" for line in _label_mapping(report["config"])],
         "",
         f"## Evaluation: {args['folds']}-fold cross-validation (seed {args['seed']})",
         "Folds from scikit-learn's StratifiedGroupKFold: grouped by artist (Emotify by clip, VGMIDI by piece), stratified by set and genre or quadrant; "

@@ -48,7 +48,8 @@ def runs(realmusic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     common = ["--realmusic-root", str(realmusic), "--variants", "0", "--folds", "2", "--epochs", "2", "--threads", "1",
               "--cache", str(out / "cache"), "--models-dir", str(out / "models")]  # fmt: skip
     (out / "models").mkdir()
-    assert main(["real", "--size", "large", "--heads", "2", "--out", str(out / "large"), "--export", "rtmer-large", *common]) == 0
+    large_losses = ["--sign-weight", "1.0", "--clip-sign-weight", "0.5", "--rating-offset"]
+    assert main(["real", "--size", "large", "--heads", "2", *large_losses, "--out", str(out / "large"), "--export", "rtmer-large", *common]) == 0
     assert main(["real", "--size", "default", "--student", "hybrid_fast", "--teacher", str(out / "large"),
                  "--out", str(out / "default"), "--export", "rtmer-default", *common]) == 0  # fmt: skip
     return out
@@ -87,4 +88,10 @@ def test_exported_models_stream_in_the_runtime_and_their_cards_quote_the_cv(runs
     assert f"{metrics['4q']['quadrant_accuracy']:.3f}" in card
     assert f"{metrics['musifeast17']['arousal']['pearson_r']:.3f}" in card
     assert "research" in card and "MUSIFEAST-17" in card and "StratifiedGroupKFold" in card
+    if name == "rtmer-large":  # the options given to its run, in its command and its label mapping
+        assert "--sign-weight 1.0 --clip-sign-weight 0.5" in card and "--rating-offset" in card
+        assert "estimate at every hop (weight 1.0), and on the mean estimate of each clip's hops in a training crop (weight 0.5)" in card
+        assert "plus an offset learned in training" in card
+    else:  # the defaults
+        assert "estimate at every hop (weight 0.3), so" in card and "plus an offset learned" not in card
     assert (runs / "models" / f"{name}.cv.json").is_file()
