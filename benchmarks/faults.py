@@ -33,13 +33,8 @@ import threading
 import time
 from pathlib import Path
 
-from processes import stop
+from processes import free_port, stop
 
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 

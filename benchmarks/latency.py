@@ -35,6 +35,7 @@ from rtmer.osc import OscSink
 from rtmer.runner import Runner
 from rtmer.sources import RingInput
 from rtmer.websocket import WebSocketSink
+from processes import free_port
 
 HOST = "127.0.0.1"
 
@@ -78,11 +79,6 @@ def receiver(udp_port: int, ws_port: int, n: int, ready: Any, out: Any) -> None:
     th.join()
     out.put((osc_t, ws_t.tolist()))
 
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def pct(x: np.ndarray, q: float) -> float:
@@ -139,7 +135,7 @@ def main() -> None:
         step_times.append(time.perf_counter() - t0)
         return r
 
-    model.step = timed_step  # type: ignore[method-assign]
+    model.step = timed_step  # type: ignore[method-assign, assignment]
     Runner(engine, [inp], [osc, ws], stop=stop).run()
     producer.join()
     osc_t, ws_t = out.get(timeout=60)

@@ -31,6 +31,7 @@ from pathlib import Path
 import soundfile as sf
 
 from rtmer.demo import SynthMusic
+from processes import count_osc, free_port
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -47,11 +48,6 @@ def mem_mb(pid: int) -> tuple[float, float]:
             vals[line.split(":")[0]] = int(line.split()[1]) / 1024
     return vals["VmRSS"], vals["VmHWM"]
 
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:
@@ -78,21 +74,12 @@ def main() -> None:
 
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
-    udp.settimeout(0.5)
     ws_port = free_port()
     cmd = [sys.executable, "-m", "rtmer", "run", "--stream", stream, "--osc", f"127.0.0.1:{udp.getsockname()[1]}",
            "--ws", "--ws-port", str(ws_port), "--no-display", "--seconds", str(total)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     received = {"osc": 0, "ws": 0}
     done = threading.Event()
-
-    def osc_rx() -> None:
-        while not done.is_set():
-            try:
-                udp.recv(65536)
-                received["osc"] += 1
-            except (TimeoutError, OSError):
-                pass
 
     def ws_rx() -> None:
         from websockets.sync.client import connect
@@ -111,7 +98,7 @@ def main() -> None:
             except Exception:
                 time.sleep(0.2)
 
-    threads = [threading.Thread(target=osc_rx), threading.Thread(target=ws_rx)]
+    threads = [threading.Thread(target=count_osc, args=(udp, received, done)), threading.Thread(target=ws_rx)]
     for t in threads:
         t.start()
     try:

@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from processes import stop
+from processes import count_osc, free_port, stop
 
 TICK = os.sysconf("SC_CLK_TCK")
 HOP = 0.5  # [s] the shipped models' hop
@@ -58,11 +58,6 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @dataclass
 class ClientLog:
@@ -72,9 +67,10 @@ class ClientLog:
     sessions: int = 0
 
     def record(self, msg: dict[str, object], now: float) -> None:
-        if msg.get("type") == "va" and isinstance(msg.get("seq"), int):
+        seq = msg.get("seq")
+        if msg.get("type") == "va" and isinstance(seq, int):
             self.arrivals.append(now)
-            self.seqs.append(int(msg["seq"]))  # type: ignore[arg-type]
+            self.seqs.append(seq)
 
     def gaps(self) -> int:
         return sum(1 for a, b in zip(self.seqs, self.seqs[1:]) if b != a + 1 and b > a)
@@ -147,16 +143,6 @@ def stalled_client(port: int, done: threading.Event) -> dict[str, object]:
     return state | {"start": start}
 
 
-def osc_receiver(udp: socket.socket, counts: dict[str, int], done: threading.Event) -> None:
-    udp.settimeout(0.5)
-    while not done.is_set():
-        try:
-            udp.recv(65536)
-            counts["osc"] += 1
-        except (TimeoutError, OSError):
-            pass
-
-
 def start_pulse(tmp: Path, env: dict[str, str]) -> tuple[int, subprocess.Popen[bytes]]:
     from rtmer.demo import SynthMusic
     import soundfile as sf
@@ -202,7 +188,7 @@ def main() -> None:
     threads = [threading.Thread(target=steady_client, args=(url, log, done), daemon=True) for log in steady]
     threads.append(threading.Thread(target=churn_client, args=(url, churn, done, random.Random(args.seed)),
                                     daemon=True))
-    threads.append(threading.Thread(target=osc_receiver, args=(udp, counts, done), daemon=True))
+    threads.append(threading.Thread(target=count_osc, args=(udp, counts, done), daemon=True))
     for t in threads:
         t.start()
     deadline = time.monotonic() + 30
