@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +156,30 @@ class CollectingSink:
 
     def close(self) -> None:
         pass
+
+
+def stderr_until(proc: subprocess.Popen[bytes], text: str) -> list[str]:
+    """The lines ``proc`` writes to stderr up to the first that holds ``text``; fails if it ends first."""
+    assert proc.stderr is not None
+    seen: list[str] = []
+    while not any(text in line for line in seen):
+        line = proc.stderr.readline().decode()
+        assert line, f"the process ended before it said {text!r}: " + "".join(seen)
+        seen.append(line)
+    return seen
+
+
+class StuckFile(io.StringIO):
+    """A pipe nobody reads: every write blocks until ``release`` is set (or ``wait_s`` passes)."""
+
+    def __init__(self, wait_s: float = 30.0) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.wait_s = wait_s
+
+    def write(self, s: str) -> int:
+        self.release.wait(self.wait_s)
+        return super().write(s)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import cli, read_csv
+from conftest import cli, read_csv, stderr_until
 from rtmer.analyze import dedupe, output_names
 from rtmer.cli import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
@@ -162,11 +162,7 @@ def test_ctrl_c_keeps_the_finished_files_and_names_the_others(clip: Path, clip_c
         assert proc.stdin is not None and proc.stderr is not None
         proc.stdin.write((np.zeros(16000, "<i2") + 100).tobytes())  # 1 s, and the pipe stays open
         proc.stdin.flush()
-        before = []
-        while not any(f"finished {clip}" in line for line in before):  # -v says when a file is done
-            line = proc.stderr.readline().decode()
-            assert line, "rtmer ended before clip.wav was finished: " + "".join(before)
-            before.append(line)
+        before = stderr_until(proc, f"finished {clip}")  # -v says when a file is done
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
     finally:

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import build_tiny_model, music_like
+from conftest import StuckFile, build_tiny_model, music_like, stderr_until
 from rtmer.cli import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
 from rtmer.sources import MonoResampler, PcmInput
 from rtmer.textout import NdjsonSink
@@ -102,17 +102,6 @@ def test_stdout_waits_for_a_slow_reader_when_the_input_is_not_live() -> None:
     no_traceback(text)
 
 
-class _StuckFile(io.StringIO):
-    """A pipe nobody reads: every write blocks until released."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = threading.Event()
-
-    def write(self, s: str) -> int:
-        self.release.wait(30)
-        return super().write(s)
-
 
 def _update(seq: int) -> Update:
     return Update(stream="s", seq=seq, t=0.5 * (seq + 1), time=1.0, valence=0.0, arousal=0.0, valence_raw=0.0,
@@ -121,7 +110,7 @@ def _update(seq: int) -> Update:
 
 def test_a_live_stdout_queue_accounts_for_every_update_at_close() -> None:
     """Fault 1: lines still queued when close gave up were counted nowhere."""
-    f = _StuckFile()
+    f = StuckFile()
     sink = NdjsonSink(f, queue_size=8)
     for i in range(50):
         sink.publish(_update(i))
@@ -411,11 +400,7 @@ def test_sigterm_stops_analyze_and_keeps_the_finished_files(audio: dict[str, Pat
         assert proc.stdin is not None and proc.stderr is not None
         proc.stdin.write(pcm16(1.0))
         proc.stdin.flush()
-        seen = []
-        while not any(f"finished {audio['clip']}" in line for line in seen):
-            line = proc.stderr.readline().decode()
-            assert line, "".join(seen)
-            seen.append(line)
+        seen = stderr_until(proc, f"finished {audio['clip']}")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:

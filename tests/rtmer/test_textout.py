@@ -6,10 +6,10 @@ import csv
 import io
 import json
 import os
-import threading
 
 import pytest
 
+from conftest import StuckFile
 from rtmer.errors import ConfigError
 from rtmer.textout import CSV_COLUMNS, CsvSink, NdjsonSink, update_to_dict
 from rtmer.update import Update
@@ -100,20 +100,9 @@ def test_broken_pipe_logs_once_and_counts(caplog: pytest.LogCaptureFixture) -> N
         pass
 
 
-class _StuckFile(io.StringIO):
-    """A file whose writes block until released, like a pipe nobody reads."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = threading.Event()
-
-    def write(self, s: str) -> int:
-        self.release.wait(5)
-        return super().write(s)
-
 
 def test_queued_sink_never_blocks_and_drops_oldest() -> None:
-    f = _StuckFile()
+    f = StuckFile(wait_s=5)
     sink = NdjsonSink(f, queue_size=4)
     for i in range(20):
         sink.publish(make_update(seq=i))  # would hang here if it wrote inline
