@@ -40,6 +40,7 @@ from rtmer.errors import (
     RtmerError,
 )
 from rtmer.config import DEFAULTS, load_config
+from rtmer.hosts import host_port
 from rtmer.model import DEFAULT_MODEL, shipped_models  # light: no numpy yet
 from rtmer.update import Sink, Update
 
@@ -493,10 +494,6 @@ def _print_summary(summary: RunSummary, sinks: Sequence[Sink], err: TextIO) -> N
         pass
 
 
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _serving(inputs: Sequence[Any], sinks: Sequence[Sink], *, display: bool, web_url: str | None = None) -> list[str]:
     """What a live run reads and serves, one line each, for stderr at start."""
     from rtmer.osc import OscSink
@@ -507,11 +504,11 @@ def _serving(inputs: Sequence[Any], sinks: Sequence[Sink], *, display: bool, web
     lines = [f"rtmer: input {', '.join(inp.streams)} <- {inp.name}" for inp in inputs]
     for sink in sinks:
         if isinstance(sink, OscSink):
-            targets = ", ".join(_host_port(t.host, t.port) for t in sink.targets)
+            targets = ", ".join(host_port(t.host, t.port) for t in sink.targets)
             bases = ", ".join(f"{sink.base_address(sid)}/..." for sid in streams)
             lines.append(f"rtmer: OSC to {targets}: {bases} (valence, arousal, va, mood, raw/va)")
         elif isinstance(sink, WebSocketSink):
-            lines.append(f"rtmer: WebSocket on {'wss' if sink.tls else 'ws'}://{_host_port(sink.host, sink.port)}")
+            lines.append(f"rtmer: WebSocket on {'wss' if sink.tls else 'ws'}://{host_port(sink.host, sink.port)}")
             guard = "clients must present the token" if sink.has_token else "loopback only, no token"
             lines.append(f"rtmer: WebSocket access: {guard}; at most {sink.max_clients} clients")
             if web_url:

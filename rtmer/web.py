@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rtmer.errors import ConfigError, PortInUseError
+from rtmer.hosts import header_hostname, url_host
 
 log = logging.getLogger(__name__)
 
@@ -73,21 +74,6 @@ _WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 def page_file(name: str) -> bytes:
     """The bytes of one of the page's files (``index.html``, ``app.js``, ``style.css``)."""
     return (files(PAGE_PACKAGE) / PAGE_FOLDER / name).read_bytes()
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-def _request_hostname(host_header: str | None) -> str | None:
-    """The host name of an HTTP ``Host`` header (``example:8766`` -> ``example``), or None."""
-    if not host_header:
-        return None
-    try:
-        name = urlsplit(f"//{host_header.strip()}").hostname
-    except ValueError:
-        return None
-    return name or None
 
 
 class _Server(ThreadingHTTPServer):
@@ -187,15 +173,15 @@ class WebPageServer:
     def url(self) -> str:
         """The page's address, e.g. ``http://127.0.0.1:8766/`` (a wildcard host reads as 127.0.0.1)."""
         host = "127.0.0.1" if self.host in _WILDCARDS else self.host
-        return f"http://{_url_host(host)}:{self.port}/"
+        return f"http://{url_host(host)}:{self.port}/"
 
     def ws_url(self, host_header: str | None = None) -> str:
         """The WebSocket URL for the page; a wildcard WebSocket host becomes the host the
         browser reached this server by (its ``Host`` header), else 127.0.0.1."""
         host = self.ws_host
         if host in _WILDCARDS:
-            host = _request_hostname(host_header) or "127.0.0.1"
-        return f"{'wss' if self.ws_tls else 'ws'}://{_url_host(host)}:{self.ws_port}/"
+            host = header_hostname(host_header) or "127.0.0.1"
+        return f"{'wss' if self.ws_tls else 'ws'}://{url_host(host)}:{self.ws_port}/"
 
     def close(self) -> None:
         """Stop serving and join the thread; requests in flight finish on their own. Safe to call twice."""

@@ -100,6 +100,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from rtmer.errors import ConfigError, PortInUseError
+from rtmer.hosts import header_hostname, host_port
 from rtmer.textout import update_to_json
 from rtmer.update import Update
 
@@ -310,8 +311,7 @@ class WebSocketSink:
     @property
     def url(self) -> str:
         """Where clients connect, e.g. ``ws://127.0.0.1:8765/`` (``wss://`` with TLS)."""
-        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}/"
+        return f"{'wss' if self.tls else 'ws'}://{host_port(self.host, self.port)}/"
 
     @classmethod
     def _encode_hellos(cls, hello: dict[str, Any]) -> tuple[str, str]:
@@ -445,7 +445,7 @@ class WebSocketSink:
             hosts = headers.get_all("Host")
         except Exception:  # noqa: BLE001 - a malformed header is a refusal, not a traceback
             return self._refuse(connection, HTTPStatus.BAD_REQUEST, "malformed headers")
-        host = _hostname(hosts[0]) if len(hosts) == 1 else None
+        host = header_hostname(hosts[0]) if len(hosts) == 1 else None
         if self._token is None and (host is None or not _is_loopback_name(host)):
             return self._refuse(connection, HTTPStatus.FORBIDDEN, f"Host {hosts[0] if hosts else None!r} is not "
                                 "allowed without a token (this server answers loopback names only)")
@@ -646,15 +646,6 @@ def is_loopback_host(host: str) -> bool:
     except OSError:
         return False
     return bool(infos) and all(_is_loopback_name(str(info[4][0])) for info in infos)
-
-
-def _hostname(host_header: str) -> str | None:
-    """The host of a ``Host`` header (``example:8765`` -> ``example``, ``[::1]:8765`` -> ``::1``), lower case."""
-    try:
-        name = urlsplit("//" + host_header.strip()).hostname
-    except ValueError:
-        return None
-    return name.lower() if name else None
 
 
 def _hostname_of_origin(origin: str) -> str | None:
