@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from rtmer.engine import Engine
-from rtmer.errors import AudioInputError, ConfigError, ModelContractError
+from rtmer.errors import AudioInputError, ConfigError
 from rtmer.runner import Runner
 from rtmer.sources import Block, Input
 from rtmer.update import Update
@@ -457,9 +457,7 @@ def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: Tex
                         rows.pop(tr.path, None)
     finally:
         progress.close()
-    broken = engine.broken()
-    if broken:  # the model failed on every hop: its numbers mean nothing (exit 3)
-        raise ModelContractError(str(getattr(engine.model, "path", engine.info.name)), broken)
+    engine.raise_if_broken()  # the model failed on every hop: its numbers mean nothing (exit 3)
     elapsed = time.monotonic() - started
     done = [p for p in paths if p in set(outcome.done)]
     audio_seconds = sum(position.get(p, 0.0) for p in done)

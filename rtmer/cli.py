@@ -599,9 +599,7 @@ def _run_pipeline(
         summary.failed_outputs["stdout"] = f"stopped after {text.updates_written} updates ({text.error}); {gone}"
     if not quiet:
         _print_summary(summary, sinks, stderr)
-    broken = engine.broken()
-    if broken:
-        raise ModelContractError(getattr(engine.model, "path", engine.info.name), broken)
+    engine.raise_if_broken()
     return summary
 
 

@@ -19,8 +19,8 @@ fails alone; its hop gives raw 0, resets that stream's state and counts in
 ``model_failures``, and the first failure is logged once (the rest at debug level). A
 non-finite result counts the same way. When every hop of ``MAX_FAILED_ROUNDS``
 consecutive rounds failed, the model is broken rather than unlucky: ``process``
-raises ``ModelContractError``; ``broken()`` says the same at the end of a shorter run
-in which every hop failed. A step whose outputs break the contract (a shape the
+raises ``ModelContractError``; ``raise_if_broken()`` raises it at the end of a shorter
+run in which every hop failed. A step whose outputs break the contract (a shape the
 model does not declare) raises it at once.
 
 Declared latency (``Engine.latency``): the hop framer holds one hop [s] before a hop
@@ -249,11 +249,13 @@ class Engine:
         else:
             log.debug("%s", what)
 
-    def broken(self) -> str | None:
-        """Why the model is broken, when it failed on every (non-silent) hop it was given; else None."""
+    def raise_if_broken(self) -> None:
+        """Raise ``ModelContractError`` if the model failed on every (non-silent) hop it was given."""
         if self._hops_tried and self._hops_failed == self._hops_tried:
-            return f"fails at run time: all {self._hops_tried} hops failed (last: {self._last_failure})"
-        return None
+            raise ModelContractError(self._model_name(), f"fails at run time: all {self._hops_tried} hops failed (last: {self._last_failure})")
+
+    def _model_name(self) -> str:
+        return str(getattr(self.model, "path", self.info.name))
 
     def _check_failures(self, tried: int, failed: int) -> None:
         if not tried:
@@ -267,9 +269,8 @@ class Engine:
             self._note_failure("the model's output is not finite (NaN or inf)")
         self._failed_rounds += 1
         if self._failed_rounds >= MAX_FAILED_ROUNDS:
-            path = str(getattr(self.model, "path", self.info.name))
             raise ModelContractError(
-                path, f"fails at run time: every hop of the last {self._failed_rounds} model calls failed "
+                self._model_name(), f"fails at run time: every hop of the last {self._failed_rounds} model calls failed "
                 f"(last: {self._last_failure})",
             )
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from training.frontend import HOP_SAMPLES, N_FFT, SAMPLE_RATE, STFT_FRAMES_PER_HOP, STFT_HOP, PowerProjection, frame
+from training.frontend import N_FFT, SAMPLE_RATE, STFT_FRAMES_PER_HOP, STFT_HOP, PowerProjection, frame
 
 N_MELS = 96
 MSD_TAGS = (

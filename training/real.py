@@ -25,7 +25,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from tqdm import tqdm
 
 from rtmer.errors import AudioInputError
-from training.datasets import align, load_audio, load_vgmidi
+from training.datasets import load_audio, load_vgmidi
 from training.evaluate import metrics
 from training.features import cached_features
 from training.frontend import FRAMES_PER_HOP, HOP_SAMPLES, N_MELS, SAMPLE_RATE, FrontEnd, clip_features
