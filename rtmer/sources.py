@@ -799,6 +799,14 @@ def _check_channels_after_path(text: str, spec: str) -> None:
             raise ConfigError(f"stream={text!r}: {exc}") from None
 
 
+def _split_stream_id(text: str) -> tuple[str | None, str]:
+    """``ID=SPEC`` -> (ID, SPEC); a text without a valid id (letters, digits, ``_.-``) -> (None, text); stripped."""
+    ident, sep, spec = text.partition("=")
+    if sep and re.fullmatch(r"[A-Za-z0-9_.-]+", ident):
+        return ident, spec.strip()
+    return None, text.strip()
+
+
 def stream_spec_relative_to(text: str, folder: Path) -> str:
     """``[ID=]SPEC`` with a relative file path taken from ``folder`` (a config file's).
 
@@ -806,9 +814,8 @@ def stream_spec_relative_to(text: str, folder: Path) -> str:
     ``StreamSpec``, judged from ``folder``) becomes ``[ID=]file:FOLDER/PATH[:CHANNELS]``,
     ``~`` expanded; devices, ``stdin`` and ``-`` are returned as they are.
     """
-    ident, sep, spec = text.partition("=")
-    prefix = f"{ident}=" if sep and re.fullmatch(r"[A-Za-z0-9_.-]+", ident) else ""
-    spec = spec.strip() if prefix else text.strip()
+    ident, spec = _split_stream_id(text)
+    prefix = f"{ident}=" if ident else ""
     if spec.startswith("file:"):
         rest = spec[5:]
     elif not spec or spec in ("-", "stdin") or spec.startswith(("stdin:", "device:")):
@@ -822,10 +829,8 @@ def stream_spec_relative_to(text: str, folder: Path) -> str:
 
 def parse_stream_spec(text: str, *, index: int) -> StreamSpec:
     """Parse ``[ID=]SPEC``; ``index`` numbers streams without an id (``s1``, ``s2``...)."""
-    ident, sep, spec = text.partition("=")
-    if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", ident):
-        ident, spec = f"s{index + 1}", text
-    spec = spec.strip()
+    named, spec = _split_stream_id(text)
+    ident = named or f"s{index + 1}"
     if not spec:
         raise ConfigError(f"stream={text!r} names no source; use device:NAME[:CH], file:PATH or stdin")
     if spec in ("-", "stdin") or spec.startswith("stdin:"):
