@@ -115,6 +115,7 @@ def train_spec(
     A member whose checkpoint of the same name is in one of the ``reuse`` run folders, of a
     run that finished (it wrote run.json last), is loaded from it instead.
     """
+    torch.manual_seed(config.seed)  # the initial weights: torch's own seed differs in every process
     head = build_spec(spec)
     members = head.members if isinstance(head, Fusion) else [head]
     for name, member in zip(member_names(spec), members):

@@ -127,6 +127,7 @@ def train_large(entries: Sequence[Entry], train: np.ndarray, val: np.ndarray, co
     pad = np.zeros((1, items[0].inputs.shape[1]), np.float32)
     heads = []
     for k in range(n_heads):
+        torch.manual_seed(config.seed + 1000 * k)  # the initial weights: torch's own seed differs in every process
         head = LargeHead()
         head.fit_normalizer(train_embeddings)
         train_mixed(head, head.run_cold, [items[i] for i in train], [items[i] for i in val], replace(config, seed=config.seed + 1000 * k),
@@ -154,6 +155,7 @@ def build_student(spec: str) -> Head:
 
 def train_student(spec: str, entries: Sequence[Entry], teacher: dict[str, np.ndarray], train: np.ndarray, val: np.ndarray, config: MixedConfig, desc: str) -> Head:
     items = student_items(entries, teacher)
+    torch.manual_seed(config.seed)  # the initial weights: torch's own seed differs in every process
     head = build_student(spec)
     frames = np.concatenate([items[i].inputs[::7] for i in train]).astype(np.float64)
     mean, std = frames.mean(axis=0).astype(np.float32), frames.std(axis=0).astype(np.float32)

@@ -1,8 +1,12 @@
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from training.large import LargeHead
+from training.real import Entry, train_large
 from training.mixed import SIGN_SCALE, Item, MixedConfig, clip_sign_loss, draw_crops, make_batch, mixed_loss, train_mixed
 from training.realeval import (
     clip_estimate,
@@ -161,6 +165,20 @@ def test_a_learned_rating_offset_absorbs_a_shifted_rating_scale() -> None:
     assert MixedConfig().rating_offset is False and train_mixed(
         head, head.run_cold, items[:20], items[20:], MixedConfig(epochs=1), rows_per_hop=1, pad_row=np.zeros((1, 250), np.float32), desc="test"
     ).rating_offset is None
+
+
+def test_the_same_config_trains_the_same_large_heads() -> None:
+    """The initial weights come from the config's seed, not from wherever torch's generator happens to be."""
+    items = items_for_training(np.random.default_rng(3))
+    entries = [Entry(item, Path(f"{item.item_id}.wav"), item.inputs, np.zeros(2, np.float32)) for item in items]
+    config = MixedConfig(epochs=2, batch_size=8, crop_hops=12, medley_share=0.0, seed=5)
+    train, val = np.arange(20), np.arange(20, 24)
+    first = train_large(entries, train, val, config, "a", n_heads=2).state_dict()
+    torch.rand(7)  # the global generator moves on between the two
+    second = train_large(entries, train, val, config, "b", n_heads=2).state_dict()
+    assert first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
+    other = train_large(entries, train, val, replace(config, seed=6), "c", n_heads=2).state_dict()
+    assert not torch.equal(first["heads.0.dense.weight"], other["heads.0.dense.weight"])
 
 
 @pytest.mark.parametrize("cosine", [False, True])
