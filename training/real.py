@@ -363,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         student = train_student(args.student, entries, load_teacher(args.teacher, "teacher_final"), train, val, config, "final")
         torch.save({"model": args.student, "state_dict": student.state_dict()}, args.out / "final.pt")
-    (args.out / "run.json").write_text(json.dumps({"args": vars(args), "recordings": len(entries)}, indent=1, default=str))
+    (args.out / "run.json").write_text(json.dumps({"args": vars(args), "recordings": len(entries), "seeded_init": True}, indent=1, default=str))
     print(f"done in {time.time() - started:.0f} s; run folder {args.out}", file=sys.stderr)
     if args.export:
         from training.realcard import export_real

@@ -108,7 +108,7 @@ def export_real(run_dir: Path, name: str, models_dir: Path) -> Path:
     )
     for suffix in ("cv.json", "splits.json"):
         shutil.copy(run_dir / suffix, models_dir / f"{name}.{suffix}")
-    card = _card(name, args, report, params, onnx_path.stat().st_size, model.state_size, va_parity, state_parity, rounding, latency)  # type: ignore[attr-defined]
+    card = _card(name, run, report, params, onnx_path.stat().st_size, model.state_size, va_parity, state_parity, rounding, latency)  # type: ignore[attr-defined]
     (models_dir / f"{name}.md").write_text(card)
     print(f"wrote {onnx_path} and {onnx_path.with_suffix('.md')}", file=sys.stderr)
     return onnx_path
@@ -148,18 +148,23 @@ def _shown(value: object) -> str:
     return str(path.relative_to(REPO)) if path.is_absolute() and path.is_relative_to(REPO) else str(value)
 
 
-def _card(name: str, args: dict, report: dict, params: int, size: int, state_size: int, va_parity: float, state_parity: float, rounding: float, latency: dict) -> str:
+def _card(name: str, run: dict, report: dict, params: int, size: int, state_size: int, va_parity: float, state_parity: float, rounding: float, latency: dict) -> str:
+    args = run["args"]
     pooled, size_name = report["pooled"], args["size"]
     target = TARGETS[size_name]
     commands = ["build/teacher-venv/bin/python training/convert_musicnn.py --out training/weights/msd_musicnn.npz  # once; committed"]
     if size_name == "default":
-        teacher_run = json.loads((Path(args["teacher"]) / "run.json").read_text())["args"]
-        commands.append(_train_command(teacher_run))
+        teacher_run = json.loads((Path(args["teacher"]) / "run.json").read_text())
+        commands.append(_train_command(teacher_run["args"]))
     commands += [_train_command(args), f"python -m training.realcard --run {_shown(args['out'])} --name {name}"]
+    runs = [run] + ([teacher_run] if size_name == "default" else [])
+    unseeded = [] if all(r.get("seeded_init") for r in runs) else [
+        "These runs were made before the trainer seeded torch's initial weights, so the commands make models of the same recipe, not the same bits."
+    ]
     description = (
         "The streaming MusiCNN backbone (musicnn's MSD_musicnn weights, frozen; 96-band log-mel, 3 s pooled at the end of each hop, 0.64 s of look-back alignment, nothing after the current hop) and heads trained here, each from its own seed and averaged: standardisation, dense 128, GRU 64, valence and arousal."
         if size_name == "large"
-        else f"Architecture `{args['student']}` (training/models.py) on rtmer's own in-graph front end, trained on the labels and distilled from rtmer-large's per-hop estimates (each CV fold from that fold's large head)."
+        else f"Architecture `{args['student']}` (training/models.py) on rtmer's own in-graph front end, trained on the labels and distilled from the per-hop estimates of a large model (MusiCNN and GRU heads, as rtmer-large) trained by the first training command below (`{_shown(args['teacher'])}`; each CV fold from that fold's large heads)."
     )
     lines = [
         f"# {name}",
@@ -173,6 +178,7 @@ def _card(name: str, args: dict, report: dict, params: int, size: int, state_siz
         "```sh",
         *commands,
         "```",
+        *unseeded,
         "",
         "## Model",
         f"- parameters: {params}",

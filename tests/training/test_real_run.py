@@ -88,6 +88,7 @@ def test_exported_models_stream_in_the_runtime_and_their_cards_quote_the_cv(runs
     assert f"{metrics['4q']['quadrant_accuracy']:.3f}" in card
     assert f"{metrics['musifeast17']['arousal']['pearson_r']:.3f}" in card
     assert "research" in card and "MUSIFEAST-17" in card and "StratifiedGroupKFold" in card
+    assert "not the same bits" not in card  # this trainer seeds the initial weights
     if name == "rtmer-large":  # the options given to its run, in its command and its label mapping
         assert "--sign-weight 1.0 --clip-sign-weight 0.5" in card and "--rating-offset" in card
         assert "estimate at every hop (weight 1.0), and on the mean estimate of each clip's hops in a training crop (weight 0.5)" in card
