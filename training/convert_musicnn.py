@@ -3,7 +3,8 @@
 musicnn (Pons & Serra, ISC licence) ships the weights of a MusiCNN tagger trained on the
 Million Song Dataset's top-50 tags in its wheel. This script reads that checkpoint with
 ``tf.compat.v1.train.NewCheckpointReader`` and writes every trained variable (no optimiser
-slots) to ``--out`` as float32 arrays under their TensorFlow names. It also runs musicnn's
+slots) to ``--out`` under their TensorFlow names, rounded to float16 (as rtmer-large embeds them;
+it keeps the file small). It also runs musicnn's
 own TensorFlow graph (``musicnn.models.define_model``) on a few seeded log-mel patches and
 stores inputs and outputs beside the weights, so that the torch port in
 ``training/musicnn.py`` can be checked against the original (``tests/training/test_musicnn.py``).
@@ -55,7 +56,7 @@ def main() -> None:
     checkpoint = os.path.join(os.path.dirname(musicnn.__file__), MODEL) + "/"
     reader = tf.compat.v1.train.NewCheckpointReader(checkpoint)
     weights = {
-        name: reader.get_tensor(name).astype(np.float32)
+        name: reader.get_tensor(name).astype(np.float16)
         for name in sorted(reader.get_variable_to_shape_map())
         if "Adam" not in name and not name.endswith("_power")
     }
@@ -65,7 +66,7 @@ def main() -> None:
     x = tf.compat.v1.placeholder(tf.float32, [None, PATCH_FRAMES, N_MELS])
     is_training = tf.compat.v1.placeholder(tf.bool)
     logits, _, _, _, _, _, mean_pool, max_pool, penultimate = models.define_model(x, is_training, MODEL, 50)
-    patches = reference_patches()
+    patches = reference_patches()  # the reference runs the original float32 weights
     with tf.compat.v1.Session() as session:
         tf.compat.v1.train.Saver().restore(session, checkpoint)
         outputs = session.run([tf.nn.sigmoid(logits), penultimate, mean_pool, max_pool], {x: patches, is_training: False})

@@ -64,9 +64,9 @@ INVALID = -1e4  # added to padding frames before the max pool
 
 
 def load_weights(path: Path) -> dict[str, np.ndarray]:
-    """The TensorFlow variables written by ``training/convert_musicnn.py``."""
+    """The TensorFlow variables written by ``training/convert_musicnn.py`` (stored at float16), as float32."""
     with np.load(path) as archive:
-        return {key.removeprefix("weights/"): archive[key] for key in archive.files if key.startswith("weights/")}
+        return {key.removeprefix("weights/"): archive[key].astype(np.float32) for key in archive.files if key.startswith("weights/")}
 
 
 class Affine(nn.Module):

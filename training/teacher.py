@@ -19,7 +19,7 @@ from training.features import cached_array
 from training.frontend import HOP_SAMPLES, SAMPLE_RATE
 from training.musicnn import EMBEDDING_WIDTH, MusicnnBackbone, load_weights, zero_states
 
-EMBEDDINGS_VERSION = "musicnn-msd-1"  # bump when the backbone changes
+EMBEDDINGS_VERSION = "musicnn-msd-f16"  # bump when the backbone changes (now: float16 weights)
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "msd_musicnn.npz"  # see weights/README.md
 CHUNK_HOPS = 8
 

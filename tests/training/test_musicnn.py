@@ -37,7 +37,9 @@ def test_the_torch_port_matches_musicnns_tensorflow_graph(backbone: MusicnnBackb
         for name in ("taggram", "penultimate", "max_pool", "mean_pool"):
             reference = archive[f"reference/{name}"]
             scale = max(1.0, float(np.abs(reference).max()))
-            assert np.abs(ours[name].numpy() - reference).max() / scale < 1e-5, name
+            # The weights are stored at float16: that alone moves the outputs by 2.6e-3 of their
+            # largest value; a port error, even batch norm's epsilon at 1e-5, moves them by 0.09 or more.
+            assert np.abs(ours[name].numpy() - reference).max() / scale < 1e-2, name
 
 
 def test_streaming_hop_by_hop_equals_the_whole_clip(backbone: MusicnnBackbone) -> None:
