@@ -132,8 +132,10 @@ def _train_command(args: dict) -> str:
         words.append(f"--heads {args.get('heads', 1)}")
     if args["size"] == "default":
         words += [f"--student {args['student']}", f"--teacher {_shown(args['teacher'])}"]
-    options = ("variants", "folds", "epochs", "patience", "crop_hops", "lr", "medley_share", "hop_weight", "rating_weight", "sign_weight", "clip_sign_weight", "teacher_weight", "tags_weight", "seed", "threads")
-    for option in options:
+    options = ["variants", "folds", "epochs", "patience", "crop_hops", "lr", "medley_share", "hop_weight", "rating_weight", "sign_weight", "clip_sign_weight"]
+    if args["size"] == "default":  # the large model has no teacher and no tags output
+        options += ["teacher_weight", "tags_weight"]
+    for option in options + ["seed", "threads"]:
         if option in args:  # runs made before an option existed used its default
             words.append(f"--{option.replace('_', '-')} {args[option]}")
     for flag in ("cosine", "rating_offset"):
