@@ -54,13 +54,15 @@ def test_plot_draws_both_dimensions_raw_and_smoothed_with_mood_bands(song: Path,
     assert np.mean(np.all(image[..., :3] > 0.97, axis=-1)) < 0.9
     # the smoothed lines, in their colours
     assert share_near(image, rgb(VALENCE_COLOUR)) > 1e-3 and share_near(image, rgb(AROUSAL_COLOUR)) > 1e-3
-    # the mood bands behind them: calm, then excited (tense music reads pleasant on the default model)
+    # the mood bands behind them: a band for each mood the analysis reads, none for the others
     moods = {row["mood"] for row in csv.DictReader(io.StringIO(out))}
-    assert {"calm", "excited"} <= moods, moods
-    for mood in moods:
-        band = MOOD_ALPHA * rgb(MOOD_COLOURS[mood]) + (1 - MOOD_ALPHA) * 1.0  # over the white axes
-        assert share_near(image, band, tol=3 / 255) > 0.01, mood
-    assert share_near(image, MOOD_ALPHA * rgb(MOOD_COLOURS["sad"]) + 1 - MOOD_ALPHA, tol=3 / 255) < 1e-3
+    assert len(moods) >= 2, moods  # calm, then tense: the mood changes
+    for mood, colour in MOOD_COLOURS.items():
+        band = MOOD_ALPHA * rgb(colour) + (1 - MOOD_ALPHA) * 1.0  # over the white axes
+        if mood in moods:
+            assert share_near(image, band, tol=3 / 255) > 0.01, mood
+        else:
+            assert share_near(image, band, tol=3 / 255) < 1e-3, mood
 
 
 def test_plot_into_a_folder_one_image_per_input_and_svg(song: Path, tmp_path: Path) -> None:
