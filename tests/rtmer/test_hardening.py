@@ -416,6 +416,9 @@ def test_sigterm_stops_analyze_and_keeps_the_finished_files(audio: dict[str, Pat
 _EARLY = """
 import os, signal, sys, threading, time
 from rtmer.cli import main
+# SIGINT as in a terminal's foreground job: a script's background job (`cmd &`, as CI may run
+# the suite) inherits it ignored, and then a signal sent before rtmer takes it is dropped
+signal.signal(signal.SIGINT, signal.default_int_handler)
 delay = float(sys.argv[1])
 timer = threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGINT))
 timer.daemon = True  # the harness's thread must not keep the interpreter from exiting
