@@ -10,6 +10,8 @@ import csv
 import io
 import subprocess
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +187,18 @@ class StuckFile(io.StringIO):
 @pytest.fixture
 def collecting_sink() -> CollectingSink:
     return CollectingSink()
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0, every: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something true; fail naming ``what`` after ``timeout`` [s]."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
 
 
 def cli(*argv: str) -> tuple[int, str, str]:

@@ -10,7 +10,6 @@ hand over by number. Skipped only when the ``pulseaudio`` binary is missing.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import select
@@ -27,8 +26,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import CollectingSink, tone
-from rtmer.cli import EXIT_OK, EXIT_USAGE, main
+from conftest import CollectingSink, cli, tone
+from rtmer.cli import EXIT_OK, EXIT_USAGE
 from rtmer.engine import Engine
 from rtmer.model import StreamingModel
 from rtmer.runner import Runner
@@ -99,12 +98,6 @@ def portaudio_on_pulse(pulse: dict[str, str], monkeypatch: pytest.MonkeyPatch) -
 def play(env: dict[str, str], path: Path, *, sink: str = SINK, channel_map: str | None = None) -> subprocess.Popen[bytes]:
     how = [f"--channel-map={channel_map}"] if channel_map else []
     return subprocess.Popen(["paplay", "-d", sink, *how, str(path)], env=env)
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def peak_hz(x: np.ndarray, rate: int) -> float:

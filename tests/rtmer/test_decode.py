@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import music_like
-from rtmer.cli import EXIT_INPUT_FAILED, EXIT_OK, main
+from conftest import cli, music_like
+from rtmer.cli import EXIT_INPUT_FAILED, EXIT_OK
 
 FAKE_FFMPEG = '''#!{python}
 import os, struct, sys
@@ -50,12 +50,6 @@ if kind == b"FAKEAUD2":  # fails half way
     sys.exit(1)
 out.write(body)
 '''
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def write_fake(path: Path, audio: np.ndarray, rate: int, kind: bytes = b"FAKEAUD1") -> Path:

@@ -11,15 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from rtmer.cli import EXIT_OK, EXIT_USAGE, main
+from conftest import cli
+from rtmer.cli import EXIT_OK, EXIT_USAGE
 from rtmer.demo import section_audio
 from rtmer.plot import AROUSAL_COLOUR, DPI, FIGURE_INCHES, MOOD_ALPHA, MOOD_COLOURS, VALENCE_COLOUR
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,7 @@ import soundfile as sf
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from conftest import music_like
-from test_web import wait_for
+from conftest import music_like, wait_for
 from rtmer.cli import EXIT_OK, EXIT_USAGE, main
 from rtmer.errors import ConfigError
 from rtmer.websocket import HELLO_MODEL_KEYS, MAX_SUBSCRIBE_STREAMS, WebSocketSink, is_loopback_host

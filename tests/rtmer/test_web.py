@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import wait_for
 from rtmer.cli import EXIT_DEVICE, EXIT_OK, EXIT_USAGE, main
 from rtmer.demo import section_audio
 from rtmer.errors import ConfigError, PortInUseError
@@ -54,18 +55,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0, every: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something true; fail naming ``what`` after ``timeout`` [s]."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
 
 
 # ---- the server, without a browser -------------------------------------------------------
