@@ -36,9 +36,6 @@ from pathlib import Path
 from processes import free_port, stop
 
 
-
-
-
 def summary_lines(err: str, *words: str) -> str:
     return "\n".join(f"    {line.strip()}" for line in err.splitlines() if any(w in line for w in words))
 

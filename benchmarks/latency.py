@@ -80,7 +80,6 @@ def receiver(udp_port: int, ws_port: int, n: int, ready: Any, out: Any) -> None:
     out.put((osc_t, ws_t.tolist()))
 
 
-
 def pct(x: np.ndarray, q: float) -> float:
     return float(np.percentile(x, q) * 1e3)
 

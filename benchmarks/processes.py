@@ -8,10 +8,10 @@ import subprocess
 import threading
 
 
-def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
-    """A port that is free on ``host`` now (TCP by default, ``socket.SOCK_DGRAM`` for UDP)."""
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port that is free on 127.0.0.1 now (TCP by default, ``socket.SOCK_DGRAM`` for UDP)."""
     with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
+        s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 

@@ -58,7 +58,6 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-
 @dataclass
 class ClientLog:
     name: str

@@ -98,7 +98,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-
 def load_config(path: str | None) -> dict[str, Any]:
     """Read a TOML config into {argparse dest: value}; unknown keys are an error."""
     if not path:

@@ -38,7 +38,6 @@ def parse_channels(text: str) -> list[int]:
     return sorted(set(out))
 
 
-
 PACTL_TIMEOUT_S = 5.0  # longest wait for one ``pactl`` call [s]
 PULSE_HOST_DEVICE = "pulse"  # the PortAudio (ALSA plugin) device that PulseAudio/PipeWire sources are captured through
 _PULSE_ROUTED = ("pulse", "default")  # ALSA devices that capture the server's default source when a server runs

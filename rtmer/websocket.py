@@ -615,7 +615,7 @@ class WebSocketSink:
 # ---- handshake helpers ----------------------------------------------------------------
 def _remote(connection: ServerConnection) -> str:
     addr = connection.remote_address
-    return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else str(addr)
+    return host_port(str(addr[0]), int(addr[1])) if isinstance(addr, tuple) and len(addr) >= 2 else str(addr)
 
 
 def _is_loopback_name(name: str) -> bool:

@@ -102,7 +102,6 @@ def test_stdout_waits_for_a_slow_reader_when_the_input_is_not_live() -> None:
     no_traceback(text)
 
 
-
 def _update(seq: int) -> Update:
     return Update(stream="s", seq=seq, t=0.5 * (seq + 1), time=1.0, valence=0.0, arousal=0.0, valence_raw=0.0,
                   arousal_raw=0.0, mood="neutral")

@@ -100,7 +100,6 @@ def test_broken_pipe_logs_once_and_counts(caplog: pytest.LogCaptureFixture) -> N
         pass
 
 
-
 def test_queued_sink_never_blocks_and_drops_oldest() -> None:
     f = StuckFile(wait_s=5)
     sink = NdjsonSink(f, queue_size=4)

@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from types import SimpleNamespace
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -20,7 +21,7 @@ from websockets.sync.client import ClientConnection, connect
 from rtmer.errors import ConfigError, PortInUseError
 from rtmer.textout import update_to_dict
 from rtmer.update import Update
-from rtmer.websocket import MAX_FRAME_BYTES, ClientStats, WebSocketSink
+from rtmer.websocket import MAX_FRAME_BYTES, ClientStats, WebSocketSink, _remote
 
 HELLO: dict[str, Any] = {"model": {"model_name": "tiny", "sample_rate": 16000}, "streams": ["deck1", "deck2"]}
 
@@ -287,3 +288,9 @@ def test_example_client_subscribes_and_prints(sink: WebSocketSink) -> None:
     lines = out.splitlines()
     assert "model tiny" in lines[0] and "['deck1', 'deck2']" in lines[0]
     assert [line.split()[:2] for line in lines if "valence=" in line] == [["deck2", "#1"], ["deck2", "#3"]]
+
+
+@pytest.mark.parametrize(("address", "shown"), [(("127.0.0.1", 50000), "127.0.0.1:50000"),
+                                                (("::1", 50000, 0, 0), "[::1]:50000"), (None, "None")])
+def test_a_client_address_is_logged_as_host_port_with_ipv6_in_brackets(address: Any, shown: str) -> None:
+    assert _remote(SimpleNamespace(remote_address=address)) == shown  # type: ignore[arg-type]
