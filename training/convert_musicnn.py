@@ -3,8 +3,9 @@
 musicnn (Pons & Serra, ISC licence) ships the weights of a MusiCNN tagger trained on the
 Million Song Dataset's top-50 tags in its wheel. This script reads that checkpoint with
 ``tf.compat.v1.train.NewCheckpointReader`` and writes every trained variable (no optimiser
-slots) to ``--out`` under their TensorFlow names, rounded to float16 (as rtmer-large embeds them;
-it keeps the file small). It also runs musicnn's
+slots) to ``--out`` under their TensorFlow names, every one rounded to float16 to keep the file
+small (rtmer-large's export stores its large tensors at float16 and keeps the small ones, batch-norm
+statistics and biases, at float32, holding these rounded values). It also runs musicnn's
 own TensorFlow graph (``musicnn.models.define_model``) on a few seeded log-mel patches and
 stores inputs and outputs beside the weights, so that the torch port in
 ``training/musicnn.py`` can be checked against the original (``tests/training/test_musicnn.py``).
