@@ -1,8 +1,10 @@
+import librosa
 import numpy as np
 import pytest
 import torch
 
-from training.musicnn import LOOKAHEAD, MSD_TAGS, MusicnnBackbone, load_weights, zero_states
+from training.frontend import HOP_SAMPLES, N_FFT, SAMPLE_RATE, STFT_HOP
+from training.musicnn import AUDIO_TAIL, LOOKAHEAD, MSD_TAGS, N_MELS, MusicnnBackbone, MusicnnMel, load_weights, zero_states
 from training.teacher import DEFAULT_WEIGHTS, clip_embeddings
 
 HOP = 8000
@@ -76,3 +78,16 @@ def test_a_stream_pools_only_its_own_frames(backbone: MusicnnBackbone) -> None:
     np.testing.assert_allclose(silence[0], tune[0], atol=1e-6)  # nothing pooled yet: the same for any input
     assert np.abs(silence[3] - tune[3]).max() > 0.1
     assert len(MSD_TAGS) == 50 and np.all((tune[:, 200:] >= 0) & (tune[:, 200:] <= 1))
+
+
+def test_the_mel_front_end_matches_librosa_as_musicnn_computes_it() -> None:
+    """musicnn's input: librosa's 96-band power mel spectrogram (Hann, 512-point FFT), log10(10000 x + 1)."""
+    rng = np.random.default_rng(1)
+    t = np.arange(2 * HOP_SAMPLES) / SAMPLE_RATE
+    audio = (0.4 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    log_mel, _ = MusicnnMel()(torch.from_numpy(audio)[None], torch.zeros(1, AUDIO_TAIL))
+    signal = np.concatenate([np.zeros(AUDIO_TAIL, np.float32), audio])
+    mel = librosa.feature.melspectrogram(y=signal, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=STFT_HOP, center=False, n_mels=N_MELS)
+    assert log_mel.shape == (1, mel.shape[1], N_MELS) == (1, 64, 96)
+    # the DFT tables are stored at float16 precision (tests/training/test_frontend.py)
+    np.testing.assert_allclose(log_mel[0].numpy(), np.log10(10000 * mel.T + 1), atol=1e-2)
