@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from training.large import LargeHead
-from training.real import Entry, train_large
+from training.frontend import FRAMES_PER_HOP, N_FEATURES
+from training.real import Entry, train_large, train_student
 from training.mixed import SIGN_SCALE, Item, MixedConfig, clip_sign_loss, draw_crops, make_batch, mixed_loss, train_mixed
 from training.realeval import (
     clip_estimate,
@@ -179,6 +180,21 @@ def test_the_same_config_trains_the_same_large_heads() -> None:
     assert first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
     other = train_large(entries, train, val, replace(config, seed=6), "c", n_heads=2).state_dict()
     assert not torch.equal(first["heads.0.dense.weight"], other["heads.0.dense.weight"])
+
+
+def test_the_same_config_trains_the_same_student() -> None:
+    rng = np.random.default_rng(4)
+    items = [replace(item, inputs=np.repeat(item.inputs[:, :N_FEATURES], FRAMES_PER_HOP, axis=0)) for item in items_for_training(rng)]
+    entries = [Entry(item, Path(f"{item.item_id}.wav"), None, np.zeros(2, np.float32)) for item in items]
+    teacher = {item.item_id: rng.uniform(-0.5, 0.5, (30, 2)).astype(np.float32) for item in items}
+    config = MixedConfig(epochs=1, batch_size=8, crop_hops=12, medley_share=0.0, seed=5)
+    train, val = np.arange(20), np.arange(20, 24)
+    first = train_student("crnn", entries, teacher, train, val, config, "a").state_dict()
+    torch.rand(7)  # the global generator moves on between the two
+    second = train_student("crnn", entries, teacher, train, val, config, "b").state_dict()
+    assert first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
+    other = train_student("crnn", entries, teacher, train, val, replace(config, seed=6), "c").state_dict()
+    assert any(not torch.equal(first[key], other[key]) for key in first if first[key].is_floating_point())
 
 
 @pytest.mark.parametrize("cosine", [False, True])
