@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import socket
 import subprocess
 import threading
 import time
@@ -187,6 +188,13 @@ class StuckFile(io.StringIO):
 @pytest.fixture
 def collecting_sink() -> CollectingSink:
     return CollectingSink()
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0, every: float = 0.1) -> Any:

@@ -13,17 +13,11 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from conftest import CollectingSink, cli, music_like, read_csv
+from conftest import CollectingSink, cli, free_port, music_like, read_csv
 from rtmer.cli import EXIT_DEVICE, EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = ("valence", "arousal", "valence_raw", "arousal_raw")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_analyze_writes_csv_with_hop_end_times(clip: Path) -> None:

@@ -19,19 +19,13 @@ import soundfile as sf
 from websockets.sync.server import ServerConnection, serve
 
 import rtmer
-from conftest import music_like
+from conftest import free_port, music_like
 from rtmer.cli import EXIT_OK, main
 from rtmer.errors import ConfigError, ServerConnectionError
 from rtmer.update import Update
 from rtmer.websocket import WebSocketSink
 
 FAST = {"initial_delay": 0.05, "max_delay": 0.2}  # reconnect quickly in tests
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def numbers(updates: list[Update]) -> list[tuple[Any, ...]]:

@@ -51,12 +51,6 @@ def get(url: str, *, method: str = "GET", headers: dict[str, str] | None = None)
         return exc.code, dict(exc.headers), exc.read()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # ---- the server, without a browser -------------------------------------------------------
 @pytest.fixture
 def server() -> Iterator[WebPageServer]:
