@@ -3,18 +3,29 @@
 A head reads one 250-wide embedding a hop (the penultimate layer and the 50 tag
 probabilities), standardised, through a dense layer and a GRU, to valence and arousal; an
 auxiliary GEMS output on the GRU is trained on Emotify and not exported. ``LargeEnsemble``
-averages several heads trained from different seeds.
+averages several heads trained from different seeds, and may blend in a ``LinearReadout``: a
+memoryless linear map of each hop's embedding, fitted in closed form (ridge) on whole-clip
+means, which is what a clip-level label describes.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
+from sklearn.linear_model import Ridge
 from torch import Tensor, nn
 
+from training.mixed import Item
 from training.musicnn import EMBEDDING_WIDTH, MusicnnBackbone
-from training.realmusic import GEMS
+from training.realmusic import GEMS, QUADRANT_SIGNS
 from training.models import pack_state, unpack_state
+
+READOUT_ALPHA = 100.0  # ridge penalty on standardised embeddings
+READOUT_SIGN_LEVEL = 0.5  # the target of a 4Q clip: its quadrant's signs at this magnitude
+READOUT_WARMUP_HOPS = 10  # a clip's mean skips its first 5 s, as a clip's estimate does
+READOUT_VGMIDI_STRIDE = 4  # VGMIDI hops used: every 4th (neighbours are nearly the same)
 
 
 class LargeHead(nn.Module):
@@ -45,17 +56,70 @@ class LargeHead(nn.Module):
         return va, {"gems": gems}
 
 
-class LargeEnsemble(nn.Module):
-    """The mean of several heads' outputs; its hidden state is theirs side by side."""
+class LinearReadout(nn.Module):
+    """valence and arousal as a linear map of one hop's standardised embedding, clamped to [-1, 1]; no memory."""
 
-    def __init__(self, heads: list[LargeHead]) -> None:
+    def __init__(self) -> None:
         super().__init__()
+        self.register_buffer("mean", torch.zeros(EMBEDDING_WIDTH))
+        self.register_buffer("std", torch.ones(EMBEDDING_WIDTH))
+        self.linear = nn.Linear(EMBEDDING_WIDTH, 2)
+
+    def forward(self, embeddings: Tensor) -> Tensor:
+        return torch.clamp(self.linear((embeddings - self.mean) / self.std), -1.0, 1.0)
+
+
+def fit_readout(items: Sequence[Item]) -> LinearReadout:
+    """Ridge from the mean standardised embedding of a clip's hops after its first 5 s to its label.
+
+    Rows: a MUSIFEAST-17 clip's ratings; a 4Q clip's quadrant signs at ``READOUT_SIGN_LEVEL``;
+    every 4th hop of a VGMIDI render with its label, the render's rows weighing one clip in all.
+    Emotify (no valence or arousal) is not used. ``items`` carry per-hop embeddings as inputs.
+    """
+    readout = LinearReadout()
+    everything = np.concatenate([item.inputs for item in items]).astype(np.float32)
+    mean, std = everything.mean(axis=0), np.maximum(everything.std(axis=0), 1e-3)
+    rows, targets, weights = [], [], []
+    for item in items:
+        embeddings = (item.inputs.astype(np.float32) - mean) / std
+        settled = embeddings[READOUT_WARMUP_HOPS:] if len(embeddings) > READOUT_WARMUP_HOPS else embeddings
+        if item.va is not None or item.quadrant is not None:
+            label = item.va if item.va is not None else READOUT_SIGN_LEVEL * np.array(QUADRANT_SIGNS[item.quadrant])
+            rows.append(settled.mean(axis=0))
+            targets.append(label)
+            weights.append(1.0)
+        elif item.hop_labels is not None and len(item.hop_labels):
+            n = min(len(item.hop_labels), len(embeddings) - item.first_hop)
+            hops = np.arange(item.first_hop, item.first_hop + n, READOUT_VGMIDI_STRIDE)
+            rows.extend(embeddings[hops])
+            targets.extend(item.hop_labels[hops - item.first_hop])
+            weights.extend([1.0 / len(hops)] * len(hops))
+    ridge = Ridge(alpha=READOUT_ALPHA).fit(np.array(rows), np.array(targets), sample_weight=np.array(weights))
+    with torch.no_grad():
+        readout.mean.copy_(torch.from_numpy(mean))
+        readout.std.copy_(torch.from_numpy(std.astype(np.float32)))
+        readout.linear.weight.copy_(torch.from_numpy(ridge.coef_.astype(np.float32)))
+        readout.linear.bias.copy_(torch.from_numpy(ridge.intercept_.astype(np.float32)))
+    return readout.eval()
+
+
+class LargeEnsemble(nn.Module):
+    """The mean of several heads' outputs, blended with a readout's by ``readout_share``; its hidden state is the heads' side by side."""
+
+    def __init__(self, heads: list[LargeHead], readout: LinearReadout | None = None, readout_share: float = 0.0) -> None:
+        super().__init__()
+        if (readout is None) != (readout_share == 0.0) or not 0.0 <= readout_share < 1.0:
+            raise ValueError(f"readout_share={readout_share} with {'a' if readout else 'no'} readout: expected a share in (0, 1) with a readout, 0 without")
         self.heads = nn.ModuleList(heads)
+        self.readout = readout
+        self.readout_share = readout_share
         self.hidden = sum(head.hidden for head in heads)
 
     def forward(self, embeddings: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         outputs = [head(embeddings, part) for head, part in zip(self.heads, hidden.split([h.hidden for h in self.heads], dim=1))]
         va = torch.stack([o[0] for o in outputs]).mean(dim=0)
+        if self.readout is not None:
+            va = (1.0 - self.readout_share) * va + self.readout_share * self.readout(embeddings)
         gems = torch.stack([o[1] for o in outputs]).mean(dim=0)
         return va, gems, torch.cat([o[2] for o in outputs], dim=1)
 

@@ -29,7 +29,7 @@ from training.datasets import load_audio, load_vgmidi
 from training.evaluate import metrics
 from training.features import cached_features
 from training.frontend import FRAMES_PER_HOP, HOP_SAMPLES, N_MELS, SAMPLE_RATE, FrontEnd, clip_features
-from training.large import LargeEnsemble, LargeHead
+from training.large import LargeEnsemble, LargeHead, fit_readout
 from training.mixed import Item, MixedConfig, train_mixed
 from training.models import Fusion, Head, Hybrid, zero_states
 from training.musicnn import MSD_TAGS, PENULTIMATE
@@ -120,8 +120,8 @@ def embedding_items(entries: Sequence[Entry]) -> list[Item]:
     return [replace(e.item, inputs=e.embeddings) for e in entries]
 
 
-def train_large(entries: Sequence[Entry], train: np.ndarray, val: np.ndarray, config: MixedConfig, desc: str, n_heads: int) -> LargeEnsemble:
-    """``n_heads`` heads, each from its own seed, averaged."""
+def train_large(entries: Sequence[Entry], train: np.ndarray, val: np.ndarray, config: MixedConfig, desc: str, n_heads: int, readout_share: float = 0.0) -> LargeEnsemble:
+    """``n_heads`` heads, each from its own seed, averaged; with a ``readout_share``, blended with a linear readout fitted on train and val (it needs no early stopping)."""
     items = embedding_items(entries)
     train_embeddings = np.concatenate([items[i].inputs for i in train]).astype(np.float32)
     pad = np.zeros((1, items[0].inputs.shape[1]), np.float32)
@@ -133,7 +133,8 @@ def train_large(entries: Sequence[Entry], train: np.ndarray, val: np.ndarray, co
         train_mixed(head, head.run_cold, [items[i] for i in train], [items[i] for i in val], replace(config, seed=config.seed + 1000 * k),
                     rows_per_hop=1, pad_row=pad, desc=f"{desc} head {k + 1}/{n_heads}")  # fmt: skip
         heads.append(head.eval())
-    return LargeEnsemble(heads).eval()
+    readout = fit_readout([items[i] for i in np.concatenate([train, val])]) if readout_share else None
+    return LargeEnsemble(heads, readout, readout_share).eval()
 
 
 def tag_probabilities(embeddings: np.ndarray | None) -> np.ndarray | None:
@@ -288,6 +289,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", choices=("large", "default"), required=True)
     parser.add_argument("--student", default="fusion:crnn+hybrid", help="architecture of the default model (see --model of train)")
     parser.add_argument("--heads", type=int, default=1, help="large: heads averaged, each from its own seed")
+    parser.add_argument("--readout-share", type=float, default=0.0, help="large: share of a linear readout (ridge on clip-mean embeddings) blended with the heads' mean")
     parser.add_argument("--teacher", type=Path, help="the large model's run folder (for --size default)")
     parser.add_argument("--realmusic-root", type=Path, default=SHARED / "realmusic")
     parser.add_argument("--vgmidi-root", type=Path, default=SHARED / "vgmidi")
@@ -340,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
         train, val = split_validation(rest, entries, args.seed + k)
         desc = f"fold {k + 1}/{args.folds}"
         if args.size == "large":
-            head = train_large(entries, train, val, config, desc, args.heads)
+            head = train_large(entries, train, val, config, desc, args.heads, args.readout_share)
             predict, predict_audio = large_predictors(head, backbone)  # type: ignore[arg-type]
             items = embedding_items(entries)
             np.savez_compressed(args.out / f"teacher_fold{k}.npz", **{item.item_id: predict(item) for item in items})
@@ -356,8 +358,8 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(report["pooled"], indent=1))
     train, val = split_validation(everything, entries, args.seed)
     if args.size == "large":
-        head = train_large(entries, train, val, config, "final", args.heads)
-        torch.save({"heads": args.heads, "state_dict": head.state_dict()}, args.out / "final.pt")
+        head = train_large(entries, train, val, config, "final", args.heads, args.readout_share)
+        torch.save({"heads": args.heads, "readout_share": args.readout_share, "state_dict": head.state_dict()}, args.out / "final.pt")
         predict, _ = large_predictors(head, backbone)  # type: ignore[arg-type]
         np.savez_compressed(args.out / "teacher_final.npz", **{item.item_id: predict(item) for item in embedding_items(entries)})
     else:

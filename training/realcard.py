@@ -14,7 +14,7 @@ import torch
 from rtmer.demo import SECTIONS, SynthMusic
 from training.export import export_streaming, parity_by_output, round_to_float16
 from training.frontend import HOP_SAMPLES, SAMPLE_RATE
-from training.large import LargeEnsemble, LargeHead, LargeStreamingModel
+from training.large import READOUT_ALPHA, READOUT_SIGN_LEVEL, READOUT_VGMIDI_STRIDE, LargeEnsemble, LargeHead, LargeStreamingModel, LinearReadout
 from training.mixed import LOSS_WEIGHTS, SIGN_SCALE
 from training.models import StreamingModel, parameter_count
 from training.teacher import load_backbone
@@ -69,11 +69,13 @@ def export_real(run_dir: Path, name: str, models_dir: Path) -> Path:
     report = json.loads((run_dir / "cv.json").read_text())
     saved = torch.load(run_dir / "final.pt", weights_only=True)
     if args["size"] == "large":
-        ensemble = LargeEnsemble([LargeHead() for _ in range(saved["heads"])])
+        share = saved.get("readout_share", 0.0)  # runs made before the readout existed have none
+        ensemble = LargeEnsemble([LargeHead() for _ in range(saved["heads"])], LinearReadout() if share else None, share)
         ensemble.load_state_dict(saved["state_dict"])
         model: torch.nn.Module = LargeStreamingModel(load_backbone(Path(args["teacher_weights"])), ensemble.eval()).eval()
-        architecture = f"musicnn-msd (streaming, frozen) + {saved['heads']} dense/GRU heads averaged"
+        architecture = f"musicnn-msd (streaming, frozen) + {saved['heads']} dense/GRU heads averaged" + (f", blended {share:g} with a linear readout" if share else "")
         trainable = sum(parameter_count(h) - h.gems.weight.numel() - h.gems.bias.numel() for h in ensemble.heads)  # type: ignore[union-attr]
+        trainable += parameter_count(ensemble.readout) if ensemble.readout is not None else 0
         params = trainable + sum(p.numel() for p in model.backbone.parameters())  # type: ignore[union-attr]
     else:
         from training.__main__ import build_spec
@@ -126,10 +128,19 @@ def summary(pooled: dict) -> dict:
     return out
 
 
+def _readout_sentence(share: float) -> str:
+    return (
+        f" The heads' mean is blended ({1 - share:g} to {share:g}) with a memoryless linear readout of each hop's standardised embedding, clamped to [-1, 1] and fitted by ridge "
+        f"(alpha {READOUT_ALPHA:g}) on clip means after the first 5 s: MUSIFEAST-17's ratings, 4Q's quadrant signs at ±{READOUT_SIGN_LEVEL:g}, and every {READOUT_VGMIDI_STRIDE}th hop of the VGMIDI renders (each render weighing one clip)."
+    )
+
+
 def _train_command(args: dict) -> str:
     words = ["python -m training real", f"--size {args['size']}"]
     if args["size"] == "large":
         words.append(f"--heads {args.get('heads', 1)}")
+        if args.get("readout_share"):
+            words.append(f"--readout-share {args['readout_share']}")
     if args["size"] == "default":
         words += [f"--student {args['student']}", f"--teacher {_shown(args['teacher'])}"]
     options = ["variants", "folds", "epochs", "patience", "crop_hops", "lr", "medley_share", "hop_weight", "rating_weight", "sign_weight", "clip_sign_weight"]
@@ -165,6 +176,7 @@ def _card(name: str, run: dict, report: dict, params: int, size: int, state_size
     ]
     description = (
         "The streaming MusiCNN backbone (musicnn's MSD_musicnn weights, frozen; 96-band log-mel, 3 s pooled at the end of each hop, 0.64 s of look-back alignment, nothing after the current hop) and heads trained here, each from its own seed and averaged: standardisation, dense 128, GRU 64, valence and arousal."
+        + (_readout_sentence(args["readout_share"]) if args.get("readout_share") else "")
         if size_name == "large"
         else f"Architecture `{args['student']}` (training/models.py) on rtmer's own in-graph front end, trained on the labels and distilled from the per-hop estimates of a large model (MusiCNN and GRU heads, as rtmer-large) trained by the first training command below (`{_shown(args['teacher'])}`; each CV fold from that fold's large heads)."
     )

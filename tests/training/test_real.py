@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.large import LargeHead
+from training.large import READOUT_SIGN_LEVEL, LargeEnsemble, LargeHead, LinearReadout, fit_readout
 from training.frontend import FRAMES_PER_HOP, N_FEATURES
 from training.real import Entry, train_large, train_student
+from training.realmusic import QUADRANT_SIGNS
 from training.mixed import SIGN_SCALE, Item, MixedConfig, clip_sign_loss, draw_crops, make_batch, mixed_loss, train_mixed
 from training.realeval import (
     clip_estimate,
@@ -166,6 +167,43 @@ def test_a_learned_rating_offset_absorbs_a_shifted_rating_scale() -> None:
     assert MixedConfig().rating_offset is False and train_mixed(
         head, head.run_cold, items[:20], items[20:], MixedConfig(epochs=1), rows_per_hop=1, pad_row=np.zeros((1, 250), np.float32), desc="test"
     ).rating_offset is None
+
+
+def test_the_readout_is_the_ridge_line_through_the_clip_means() -> None:
+    """The first two columns of the embeddings are 3 x (valence, arousal): rated, 4Q (its signs at the readout's level) and VGMIDI clips alike."""
+    rng = np.random.default_rng(5)
+    quadrant_of_signs = {signs: quadrant for quadrant, signs in QUADRANT_SIGNS.items()}
+    items, wanted = [], []
+    for k in range(1500):  # enough clips that the ridge's fixed penalty hardly shrinks the line
+        kind, label = k % 3, rng.uniform(-1, 1, 2).astype(np.float32)
+        if kind == 1:
+            label = (READOUT_SIGN_LEVEL * np.sign(label)).astype(np.float32)
+        inputs = rng.standard_normal((30, 250)).astype(np.float32)
+        inputs[:, :2] = 3 * label + 0.1 * rng.standard_normal((30, 2))
+        quadrant = quadrant_of_signs[tuple(int(x) for x in np.sign(label))] if kind == 1 else None
+        items.append(Item(f"i{k}", "x", f"g{k}", "s", inputs, va=label if kind == 0 else None, quadrant=quadrant, hop_labels=np.tile(label, (30, 1)) if kind == 2 else None))
+        wanted.append(label)
+    readout = fit_readout(items)
+    with torch.no_grad():
+        clip_means = np.array([readout(torch.from_numpy(item.inputs)).numpy()[10:].mean(axis=0) for item in items])
+        assert float(readout(torch.full((1, 4, 250), 100.0)).abs().max()) == 1.0  # clamped to the contract's range
+    np.testing.assert_allclose(clip_means, np.array(wanted), atol=0.1)
+
+
+def test_the_ensemble_blends_the_heads_mean_with_the_readout_by_its_share() -> None:
+    torch.manual_seed(0)
+    heads = [LargeHead(width=8, hidden=4, dropout=0.0).eval() for _ in range(2)]
+    readout = LinearReadout().eval()
+    embeddings = torch.randn(1, 6, 250)
+    blended = LargeEnsemble(heads, readout, 0.25).eval()
+    with torch.no_grad():
+        heads_mean, _ = LargeEnsemble(heads).run_cold(embeddings)
+        va, _ = blended.run_cold(embeddings)
+        torch.testing.assert_close(va, 0.75 * heads_mean + 0.25 * readout(embeddings))
+    with pytest.raises(ValueError, match="readout_share=0.5 with no readout"):
+        LargeEnsemble(heads, None, 0.5)
+    with pytest.raises(ValueError, match="readout_share=0.0 with a readout"):
+        LargeEnsemble(heads, readout, 0.0)
 
 
 def test_the_same_config_trains_the_same_large_heads() -> None:

@@ -49,7 +49,7 @@ def runs(realmusic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
               "--cache", str(out / "cache"), "--models-dir", str(out / "models")]  # fmt: skip
     (out / "models").mkdir()
     large_losses = ["--sign-weight", "1.0", "--clip-sign-weight", "0.5", "--rating-offset"]
-    assert main(["real", "--size", "large", "--heads", "2", *large_losses, "--out", str(out / "large"), "--export", "rtmer-large", *common]) == 0
+    assert main(["real", "--size", "large", "--heads", "2", "--readout-share", "0.5", *large_losses, "--out", str(out / "large"), "--export", "rtmer-large", *common]) == 0
     assert main(["real", "--size", "default", "--student", "hybrid_fast", "--teacher", str(out / "large"),
                  "--out", str(out / "default"), "--export", "rtmer-default", *common]) == 0  # fmt: skip
     return out
@@ -90,7 +90,8 @@ def test_exported_models_stream_in_the_runtime_and_their_cards_quote_the_cv(runs
     assert "research" in card and "MUSIFEAST-17" in card and "StratifiedGroupKFold" in card
     assert "not the same bits" not in card  # this trainer seeds the initial weights
     if name == "rtmer-large":  # the options given to its run, in its command and its label mapping
-        assert "--sign-weight 1.0 --clip-sign-weight 0.5" in card and "--rating-offset" in card
+        assert "--readout-share 0.5" in card and "--sign-weight 1.0 --clip-sign-weight 0.5" in card and "--rating-offset" in card
+        assert "blended (0.5 to 0.5) with a memoryless linear readout" in card and "blended 0.5 with a linear readout" in model.info.metadata["architecture"]
         assert "estimate at every hop (weight 1.0), and on the mean estimate of each clip's hops in a training crop (weight 0.5)" in card
         assert "plus an offset learned in training" in card
     else:  # the defaults
