@@ -327,6 +327,9 @@ def run(args: argparse.Namespace) -> int:
     if args.size == "default" and args.teacher is None:
         print("error: --size default needs --teacher RUN (the large model's run folder)", file=sys.stderr)
         return 2
+    if not 0.0 <= args.readout_share < 1.0 or (args.readout_share and args.size != "large"):
+        print(f"error: --readout-share {args.readout_share}: expected a share in [0, 1), and only with --size large", file=sys.stderr)
+        return 2
     config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, cosine=args.cosine, medley_share=args.medley_share, hop_weight=args.hop_weight, rating_weight=args.rating_weight, sign_weight=args.sign_weight, clip_sign_weight=args.clip_sign_weight, rating_offset=args.rating_offset, teacher_weight=args.teacher_weight, tags_weight=args.tags_weight, seed=args.seed)
     entries = load_corpus(args, with_embeddings=args.size == "large" or args.tags_weight > 0)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -97,3 +97,11 @@ def test_exported_models_stream_in_the_runtime_and_their_cards_quote_the_cv(runs
     else:  # the defaults
         assert "estimate at every hop (weight 0.3), so" in card and "plus an offset learned" not in card
     assert (runs / "models" / f"{name}.cv.json").is_file()
+
+
+@pytest.mark.parametrize("argv", [["--size", "default"], ["--size", "large", "--readout-share", "1.0"], ["--size", "default", "--teacher", "runs/x", "--readout-share", "0.5"]])
+def test_bad_options_stop_before_any_work_with_a_named_error(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["real", *argv, "--out", str(tmp_path / "run"), "--realmusic-root", str(tmp_path / "absent")]) == 2
+    error = capsys.readouterr().err
+    assert ("--teacher" in error if argv == ["--size", "default"] else "--readout-share" in error) and "Traceback" not in error
+    assert not (tmp_path / "run").exists()
