@@ -19,12 +19,12 @@ from torch import Tensor, nn
 
 from training.mixed import Item
 from training.musicnn import EMBEDDING_WIDTH, MusicnnBackbone
+from training.realeval import clip_estimate
 from training.realmusic import GEMS, QUADRANT_SIGNS
 from training.models import pack_state, unpack_state
 
 READOUT_ALPHA = 100.0  # ridge penalty on standardised embeddings
 READOUT_SIGN_LEVEL = 0.5  # the target of a 4Q clip: its quadrant's signs at this magnitude
-READOUT_WARMUP_HOPS = 10  # a clip's mean skips its first 5 s, as a clip's estimate does
 READOUT_VGMIDI_STRIDE = 4  # VGMIDI hops used: every 4th (neighbours are nearly the same)
 
 
@@ -82,15 +82,16 @@ def fit_readout(items: Sequence[Item]) -> LinearReadout:
     rows, targets, weights = [], [], []
     for item in items:
         embeddings = (item.inputs.astype(np.float32) - mean) / std
-        settled = embeddings[READOUT_WARMUP_HOPS:] if len(embeddings) > READOUT_WARMUP_HOPS else embeddings
         if item.va is not None or item.quadrant is not None:
             label = item.va if item.va is not None else READOUT_SIGN_LEVEL * np.array(QUADRANT_SIGNS[item.quadrant])
-            rows.append(settled.mean(axis=0))
+            rows.append(clip_estimate(embeddings))  # the same hops as a clip's estimate
             targets.append(label)
             weights.append(1.0)
         elif item.hop_labels is not None and len(item.hop_labels):
             n = min(len(item.hop_labels), len(embeddings) - item.first_hop)
             hops = np.arange(item.first_hop, item.first_hop + n, READOUT_VGMIDI_STRIDE)
+            if not len(hops):
+                continue
             rows.extend(embeddings[hops])
             targets.extend(item.hop_labels[hops - item.first_hop])
             weights.extend([1.0 / len(hops)] * len(hops))

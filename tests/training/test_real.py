@@ -169,25 +169,34 @@ def test_a_learned_rating_offset_absorbs_a_shifted_rating_scale() -> None:
     ).rating_offset is None
 
 
-def test_the_readout_is_the_ridge_line_through_the_clip_means() -> None:
-    """The first two columns of the embeddings are 3 x (valence, arousal): rated, 4Q (its signs at the readout's level) and VGMIDI clips alike."""
+def test_the_readout_is_the_ridge_line_through_the_clip_means_and_the_vgmidi_hops() -> None:
+    """The first two columns of the embeddings are 3 x (valence, arousal): rated and 4Q clips (4Q: its signs at the
+    readout's level) by their clip means, VGMIDI renders hop by hop, their labels changing and starting at hop 3."""
     rng = np.random.default_rng(5)
     quadrant_of_signs = {signs: quadrant for quadrant, signs in QUADRANT_SIGNS.items()}
     items, wanted = [], []
     for k in range(1500):  # enough clips that the ridge's fixed penalty hardly shrinks the line
         kind, label = k % 3, rng.uniform(-1, 1, 2).astype(np.float32)
+        inputs = rng.standard_normal((30, 250)).astype(np.float32)
+        if kind == 2:
+            hop_labels = rng.uniform(-1, 1, (27, 2)).astype(np.float32)
+            inputs[3:, :2] = 3 * hop_labels + 0.1 * rng.standard_normal((27, 2))
+            items.append(Item(f"v{k}", "vgmidi", f"g{k}", "s", inputs, hop_labels=hop_labels, first_hop=3))
+            continue
         if kind == 1:
             label = (READOUT_SIGN_LEVEL * np.sign(label)).astype(np.float32)
-        inputs = rng.standard_normal((30, 250)).astype(np.float32)
         inputs[:, :2] = 3 * label + 0.1 * rng.standard_normal((30, 2))
         quadrant = quadrant_of_signs[tuple(int(x) for x in np.sign(label))] if kind == 1 else None
-        items.append(Item(f"i{k}", "x", f"g{k}", "s", inputs, va=label if kind == 0 else None, quadrant=quadrant, hop_labels=np.tile(label, (30, 1)) if kind == 2 else None))
+        items.append(Item(f"i{k}", "x", f"g{k}", "s", inputs, va=label if kind == 0 else None, quadrant=quadrant))
         wanted.append(label)
     readout = fit_readout(items)
     with torch.no_grad():
-        clip_means = np.array([readout(torch.from_numpy(item.inputs)).numpy()[10:].mean(axis=0) for item in items])
+        per_hop = [readout(torch.from_numpy(item.inputs)).numpy() for item in items]
         assert float(readout(torch.full((1, 4, 250), 100.0)).abs().max()) == 1.0  # clamped to the contract's range
-    np.testing.assert_allclose(clip_means, np.array(wanted), atol=0.1)
+    clips = [k for k, item in enumerate(items) if item.hop_labels is None]
+    np.testing.assert_allclose([clip_estimate(per_hop[k]) for k in clips], np.array(wanted), atol=0.1)
+    vgmidi = [k for k, item in enumerate(items) if item.hop_labels is not None]
+    np.testing.assert_allclose(np.concatenate([per_hop[k][3:] for k in vgmidi]), np.concatenate([items[k].hop_labels for k in vgmidi]), atol=0.2)
 
 
 def test_the_ensemble_blends_the_heads_mean_with_the_readout_by_its_share() -> None:
