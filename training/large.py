@@ -26,6 +26,7 @@ from training.models import pack_state, unpack_state
 READOUT_ALPHA = 100.0  # ridge penalty on standardised embeddings
 READOUT_SIGN_LEVEL = 0.5  # the target of a 4Q clip: its quadrant's signs at this magnitude
 READOUT_VGMIDI_STRIDE = 4  # VGMIDI hops used: every 4th (neighbours are nearly the same)
+READOUT_SETTINGS = {"alpha": READOUT_ALPHA, "sign_level": READOUT_SIGN_LEVEL, "vgmidi_stride": READOUT_VGMIDI_STRIDE}  # as a run records them
 
 
 class LargeHead(nn.Module):

@@ -29,7 +29,7 @@ from training.datasets import load_audio, load_vgmidi
 from training.evaluate import metrics
 from training.features import cached_features
 from training.frontend import FRAMES_PER_HOP, HOP_SAMPLES, N_MELS, SAMPLE_RATE, FrontEnd, clip_features
-from training.large import LargeEnsemble, LargeHead, fit_readout
+from training.large import READOUT_SETTINGS, LargeEnsemble, LargeHead, fit_readout
 from training.mixed import Item, MixedConfig, train_mixed
 from training.models import Fusion, Head, Hybrid, zero_states
 from training.musicnn import MSD_TAGS, PENULTIMATE
@@ -368,7 +368,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         student = train_student(args.student, entries, load_teacher(args.teacher, "teacher_final"), train, val, config, "final")
         torch.save({"model": args.student, "state_dict": student.state_dict()}, args.out / "final.pt")
-    (args.out / "run.json").write_text(json.dumps({"args": vars(args), "recordings": len(entries), "seeded_init": True}, indent=1, default=str))
+    run_record = {"args": vars(args), "recordings": len(entries), "seeded_init": True, "readout": READOUT_SETTINGS}  # the card quotes these, should they change later
+    (args.out / "run.json").write_text(json.dumps(run_record, indent=1, default=str))
     print(f"done in {time.time() - started:.0f} s; run folder {args.out}", file=sys.stderr)
     if args.export:
         from training.realcard import export_real

@@ -14,7 +14,7 @@ import torch
 from rtmer.demo import SECTIONS, SynthMusic
 from training.export import export_streaming, parity_by_output, round_to_float16
 from training.frontend import HOP_SAMPLES, SAMPLE_RATE
-from training.large import READOUT_ALPHA, READOUT_SIGN_LEVEL, READOUT_VGMIDI_STRIDE, LargeEnsemble, LargeHead, LargeStreamingModel, LinearReadout
+from training.large import READOUT_SETTINGS, LargeEnsemble, LargeHead, LargeStreamingModel, LinearReadout
 from training.mixed import LOSS_WEIGHTS, SIGN_SCALE
 from training.models import StreamingModel, parameter_count
 from training.teacher import load_backbone
@@ -128,10 +128,10 @@ def summary(pooled: dict) -> dict:
     return out
 
 
-def _readout_sentence(share: float) -> str:
+def _readout_sentence(share: float, settings: dict) -> str:
     return (
         f" The heads' mean is blended ({1 - share:g} to {share:g}) with a memoryless linear readout of each hop's standardised embedding, clamped to [-1, 1] and fitted by ridge "
-        f"(alpha {READOUT_ALPHA:g}) on clip means after the first 5 s: MUSIFEAST-17's ratings, 4Q's quadrant signs at ±{READOUT_SIGN_LEVEL:g}, and every {READOUT_VGMIDI_STRIDE}th hop of the VGMIDI renders (each render weighing one clip)."
+        f"(alpha {settings['alpha']:g}) on clip means after the first 5 s: MUSIFEAST-17's ratings, 4Q's quadrant signs at ±{settings['sign_level']:g}, and every {settings['vgmidi_stride']}th hop of the VGMIDI renders (each render weighing one clip)."
     )
 
 
@@ -176,7 +176,7 @@ def _card(name: str, run: dict, report: dict, params: int, size: int, state_size
     ]
     description = (
         "The streaming MusiCNN backbone (musicnn's MSD_musicnn weights, frozen; 96-band log-mel, 3 s pooled at the end of each hop, 0.64 s of look-back alignment, nothing after the current hop) and heads trained here, each from its own seed and averaged: standardisation, dense 128, GRU 64, valence and arousal."
-        + (_readout_sentence(args["readout_share"]) if args.get("readout_share") else "")
+        + (_readout_sentence(args["readout_share"], run.get("readout", READOUT_SETTINGS)) if args.get("readout_share") else "")  # older runs: today's constants
         if size_name == "large"
         else f"Architecture `{args['student']}` (training/models.py) on rtmer's own in-graph front end, trained on the labels and distilled from the per-hop estimates of a large model (MusiCNN and GRU heads, as rtmer-large) trained by the first training command below (`{_shown(args['teacher'])}`; each CV fold from that fold's large heads)."
     )
