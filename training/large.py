@@ -29,6 +29,11 @@ READOUT_VGMIDI_STRIDE = 4  # VGMIDI hops used: every 4th (neighbours are nearly 
 READOUT_SETTINGS = {"alpha": READOUT_ALPHA, "sign_level": READOUT_SIGN_LEVEL, "vgmidi_stride": READOUT_VGMIDI_STRIDE}  # as a run records them
 
 
+def standardisation(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and std (at least 1e-3) of [n, 250] embeddings, float32."""
+    return embeddings.mean(axis=0).astype(np.float32), np.maximum(embeddings.std(axis=0), 1e-3).astype(np.float32)
+
+
 class LargeHead(nn.Module):
     def __init__(self, *, width: int = 128, hidden: int = 64, dropout: float = 0.3) -> None:
         super().__init__()
@@ -42,8 +47,9 @@ class LargeHead(nn.Module):
         self.hidden = hidden
 
     def fit_normalizer(self, embeddings: np.ndarray) -> None:
-        self.mean.copy_(torch.from_numpy(embeddings.mean(axis=0).astype(np.float32)))
-        self.std.copy_(torch.from_numpy(np.maximum(embeddings.std(axis=0), 1e-3).astype(np.float32)))
+        mean, std = standardisation(embeddings)
+        self.mean.copy_(torch.from_numpy(mean))
+        self.std.copy_(torch.from_numpy(std))
 
     def forward(self, embeddings: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """[batch, hops, 250] -> va [batch, hops, 2], GEMS logits [batch, hops, 9], new hidden [batch, H]."""
@@ -78,8 +84,7 @@ def fit_readout(items: Sequence[Item]) -> LinearReadout:
     Emotify (no valence or arousal) is not used. ``items`` carry per-hop embeddings as inputs.
     """
     readout = LinearReadout()
-    everything = np.concatenate([item.inputs for item in items]).astype(np.float32)
-    mean, std = everything.mean(axis=0), np.maximum(everything.std(axis=0), 1e-3)
+    mean, std = standardisation(np.concatenate([item.inputs for item in items]).astype(np.float32))
     rows, targets, weights = [], [], []
     for item in items:
         embeddings = (item.inputs.astype(np.float32) - mean) / std
@@ -99,7 +104,7 @@ def fit_readout(items: Sequence[Item]) -> LinearReadout:
     ridge = Ridge(alpha=READOUT_ALPHA).fit(np.array(rows), np.array(targets), sample_weight=np.array(weights))
     with torch.no_grad():
         readout.mean.copy_(torch.from_numpy(mean))
-        readout.std.copy_(torch.from_numpy(std.astype(np.float32)))
+        readout.std.copy_(torch.from_numpy(std))
         readout.linear.weight.copy_(torch.from_numpy(ridge.coef_.astype(np.float32)))
         readout.linear.bias.copy_(torch.from_numpy(ridge.intercept_.astype(np.float32)))
     return readout.eval()
