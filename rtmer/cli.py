@@ -40,6 +40,7 @@ from rtmer.errors import (
     RtmerError,
 )
 from rtmer.config import DEFAULTS, load_config
+from rtmer.display import Display, print_summary
 from rtmer.hosts import host_port
 from rtmer.model import DEFAULT_MODEL, shipped_models  # light: no numpy yet
 from rtmer.update import Sink, Update
@@ -402,98 +403,7 @@ def _inputs(s: dict[str, Any], engine: Engine) -> tuple[list[Any], list[str]]:
     return inputs, failures
 
 
-# ---- terminal display -----------------------------------------------------------------
-class Display:
-    """One line per stream, rewritten in place on a terminal (plain lines otherwise)."""
-
-    def __init__(self, streams: Sequence[str], out: TextIO, *, annotate: Callable[[Update], str] | None = None) -> None:
-        self.streams = list(streams)
-        self.out = out
-        self.annotate = annotate
-        self.tty = bool(getattr(out, "isatty", lambda: False)())
-        self._lines: dict[str, str] = {}
-        self._drawn = 0
-
-    @staticmethod
-    def _bar(x: float, width: int = 11) -> str:
-        pos = int(round((max(-1.0, min(1.0, x)) + 1) / 2 * (width - 1)))
-        return "".join("|" if i == pos else ("." if i != width // 2 else ":") for i in range(width))
-
-    def format(self, u: Update) -> str:
-        extra = f"  {self.annotate(u)}" if self.annotate else ""
-        return (
-            f"{u.stream:>8} t={u.t:7.1f}s  V {u.valence:+.2f} [{self._bar(u.valence)}]  "
-            f"A {u.arousal:+.2f} [{self._bar(u.arousal)}]  {u.mood:<8} raw {u.valence_raw:+.2f} {u.arousal_raw:+.2f}{extra}"
-        )
-
-    def __call__(self, updates: list[Update]) -> None:
-        for u in updates:
-            self._lines[u.stream] = self.format(u)
-            if u.stream not in self.streams:
-                self.streams.append(u.stream)
-        if not self.tty:
-            for u in updates:
-                self.out.write(self._lines[u.stream] + "\n")
-            self.out.flush()
-            return
-        buf = "\x1b[F" * max(0, self._drawn - 1) + "\r" if self._drawn else ""
-        rows = [self._lines.get(s, f"{s:>8} (waiting)") for s in self.streams]
-        buf += "\n".join("\x1b[2K" + r for r in rows)
-        self._drawn = len(rows)
-        self.out.write(buf)
-        self.out.flush()
-
-    def close(self) -> None:
-        if self.tty and self._drawn:
-            self.out.write("\n")
-            self.out.flush()
-
-
 # ---- running ------------------------------------------------------------------------
-def _print_summary(summary: RunSummary, sinks: Sequence[Sink], err: TextIO) -> None:
-    lines = [f"rtmer: {summary.seconds:.1f} s, {summary.updates} updates" + (" (interrupted)" if summary.interrupted else "")]
-    for name, st in summary.streams.items():
-        lines.append(
-            f"  stream {name}: {st.hops} hops, {st.gaps} gaps, {st.state_resets} state resets, "
-            f"{st.nonfinite_samples} non-finite samples, {st.silent_hops} silent hops, {st.model_failures} model failures"
-        )
-    for name, st2 in summary.inputs.items():
-        if "overruns" in st2:
-            lines.append(f"  {name}: {st2['overruns']} overruns, {st2['dropped_frames']} frames dropped, "
-                         f"{st2['status_flags']} driver overflow flags, {st2.get('restarts', 0)} device restarts"
-                         + (f", {st2['reopen_failures']} failed reopens" if st2.get("reopen_failures") else ""))
-    for name, why in summary.failed_inputs.items():
-        lines.append(f"  FAILED {name}: {why}")
-    for name, why in summary.warnings.items():
-        lines.append(f"  WARNING {name}: {why}")
-    for sink in sinks:
-        kind = type(sink).__name__
-        stats = getattr(sink, "stats", None)
-        if kind == "WebSocketSink" and stats is not None:
-            lines.append(f"  websocket: {stats.connections} connections, {stats.sent} sent, {stats.dropped} dropped, "
-                         f"{stats.ignored} client messages ignored, {stats.refused} handshakes refused, "
-                         f"{stats.capped} clients over the cap")
-        elif kind == "OscSink":
-            for t in getattr(sink, "targets", []):
-                failed = f", last: {t.last_error}" if t.failed and t.last_error else ""
-                lines.append(f"  osc {t.host}:{t.port}: {t.sent} sent, {t.failed} failed{failed}")
-        elif hasattr(sink, "updates_written"):  # stdout: every update is written, dropped or still queued
-            fmt = "NDJSON" if kind == "NdjsonSink" else "CSV"
-            published, written = getattr(sink, "published", 0), getattr(sink, "updates_written", 0)
-            lines.append(f"  stdout ({fmt}): {published} updates, {written} written, {published - written} dropped"
-                         + (" (a live input does not wait for a slow reader)" if published - written and
-                            not getattr(sink, "failed", False) else ""))
-    for kind, n in summary.sink_errors.items():
-        lines.append(f"  output {kind}: {n} publish errors")
-    for name, why in summary.failed_outputs.items():
-        lines.append(f"  FAILED output {name}: {why}")
-    try:
-        err.write("\n".join(lines) + "\n")
-        err.flush()
-    except (OSError, ValueError):  # the terminal has gone (SIGHUP)
-        pass
-
-
 def _serving(inputs: Sequence[Any], sinks: Sequence[Sink], *, display: bool, web_url: str | None = None) -> list[str]:
     """What a live run reads and serves, one line each, for stderr at start."""
     from rtmer.osc import OscSink
@@ -598,7 +508,7 @@ def _run_pipeline(
         gone = "the run stopped" if end_when is not None else "the other outputs went on"
         summary.failed_outputs["stdout"] = f"stopped after {text.updates_written} updates ({text.error}); {gone}"
     if not quiet:
-        _print_summary(summary, sinks, stderr)
+        print_summary(summary, sinks, stderr)
     engine.raise_if_broken()
     return summary
 
