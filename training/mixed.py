@@ -37,7 +37,7 @@ WARMUP_HOPS = 4  # clip-level labels are not scored in a clip's first 2 s
 SWITCH_GRACE_HOPS = 3
 SIGN_SCALE = 4.0
 CROP_PARTS = 2  # a crop is one clip or two spliced
-LOSS_WEIGHTS = {"rating": 1.0, "hops": 0.5, "sign": 0.3, "clip_sign": 0.0, "rank": 0.0, "gems": 0.5, "teacher": 1.0, "tags": 0.0}
+LOSS_WEIGHTS = {"rating": 1.0, "hops": 0.5, "sign": 0.3, "clip_sign": 0.0, "gems": 0.5, "teacher": 1.0, "tags": 0.0}
 
 
 @dataclass
@@ -76,7 +76,6 @@ class MixedConfig:
     rating_weight: float = LOSS_WEIGHTS["rating"]  # of MUSIFEAST-17's clip ratings at every hop
     sign_weight: float = LOSS_WEIGHTS["sign"]  # of 4Q's signs at every hop
     clip_sign_weight: float = LOSS_WEIGHTS["clip_sign"]  # of 4Q's signs on the mean of a crop's hops from one clip
-    rank_weight: float = LOSS_WEIGHTS["rank"]  # of the order of 4Q clips' mean estimates across a batch
     # Learn a (valence, arousal) offset between MUSIFEAST-17's rating scale and the model's zero, which
     # is then 4Q's quadrant boundary (and VGMIDI's). Training only: the exported model has none.
     rating_offset: bool = False
@@ -91,7 +90,6 @@ class MixedConfig:
             "hops": self.hop_weight,
             "sign": self.sign_weight,
             "clip_sign": self.clip_sign_weight,
-            "rank": self.rank_weight,
             "teacher": self.teacher_weight,
             "tags": self.tags_weight,
         }
@@ -214,8 +212,6 @@ def mixed_loss(va: Tensor, aux: dict[str, Tensor], targets: Targets, weights: di
     loss = loss + weights["sign"] * masked_mean(sign, targets.sign_mask)
     if weights["clip_sign"]:
         loss = loss + weights["clip_sign"] * clip_sign_loss(va, targets)
-    if weights["rank"]:
-        loss = loss + weights["rank"] * rank_loss(va, targets)
     teacher = (va - targets.teacher).square().mean(dim=-1)
     loss = loss + weights["teacher"] * masked_mean(teacher, targets.teacher_mask)
     if "gems" in aux:
@@ -227,35 +223,15 @@ def mixed_loss(va: Tensor, aux: dict[str, Tensor], targets: Targets, weights: di
     return loss
 
 
-def _part_means(va: Tensor, targets: Targets) -> tuple[Tensor, Tensor, Tensor]:
-    """Per crop part: the mean estimate over its sign-scored hops [b, parts, 2], its signs [b, parts, 2]
-    (constant within a part) and whether it has any such hop [b, parts]."""
+def clip_sign_loss(va: Tensor, targets: Targets) -> Tensor:
+    """The sign loss on the mean estimate of each crop part's scored hops, averaged over the parts that have any."""
     in_part = nn.functional.one_hot(targets.part.long(), CROP_PARTS).float() * targets.sign_mask.unsqueeze(-1)  # [b, hops, parts]
     counts = in_part.sum(dim=1)  # [b, parts]
     mean_va = torch.einsum("bhp,bhd->bpd", in_part, va) / counts.clamp(min=1.0).unsqueeze(-1)
-    sign = torch.einsum("bhp,bhd->bpd", in_part, targets.sign) / counts.clamp(min=1.0).unsqueeze(-1)
-    return mean_va, sign, counts > 0
-
-
-def clip_sign_loss(va: Tensor, targets: Targets) -> Tensor:
-    """The sign loss on the mean estimate of each crop part's scored hops, averaged over the parts that have any."""
-    mean_va, sign, scored = _part_means(va, targets)
+    sign = torch.einsum("bhp,bhd->bpd", in_part, targets.sign) / counts.clamp(min=1.0).unsqueeze(-1)  # constant within a part
     losses = nn.functional.binary_cross_entropy_with_logits(SIGN_SCALE * mean_va, sign, reduction="none").mean(dim=-1)
-    return (losses * scored.float()).sum() / scored.float().sum().clamp(min=1.0)
-
-
-def rank_loss(va: Tensor, targets: Targets) -> Tensor:
-    """Pairwise logistic loss on the crop parts' mean estimates, per dimension, over the batch.
-
-    Of two 4Q parts whose quadrants differ in a dimension's sign, the one labelled higher should be
-    estimated higher: a smooth surrogate of the AUC, and what a medley's move needs to go the right
-    way. Unlike the sign losses it asks for no level, only the order.
-    """
-    mean_va, sign, scored = _part_means(va, targets)
-    means, signs = mean_va[scored], sign[scored]  # [n, 2]
-    higher = (signs.unsqueeze(1) - signs.unsqueeze(0) > 0.5).float()  # [n, n, 2]: row labelled above column
-    losses = nn.functional.softplus(-SIGN_SCALE * (means.unsqueeze(1) - means.unsqueeze(0)))
-    return (losses * higher).sum() / higher.sum().clamp(min=1.0)
+    scored = (counts > 0).float()
+    return (losses * scored).sum() / scored.sum().clamp(min=1.0)
 
 
 def train_mixed(

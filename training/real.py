@@ -306,7 +306,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rating-weight", type=float, default=MixedConfig.rating_weight, help="weight of MUSIFEAST-17's rating loss")
     parser.add_argument("--sign-weight", type=float, default=MixedConfig.sign_weight, help="weight of 4Q's sign loss at every hop")
     parser.add_argument("--clip-sign-weight", type=float, default=MixedConfig.clip_sign_weight, help="weight of 4Q's sign loss on a crop's mean estimate of each clip")
-    parser.add_argument("--rank-weight", type=float, default=MixedConfig.rank_weight, help="weight of a pairwise loss on the order of 4Q clips' mean estimates (an AUC surrogate)")
     parser.add_argument("--rating-offset", action="store_true", help="learn an offset between MUSIFEAST-17's ratings and the model's zero (4Q's boundary); training only")
     parser.add_argument("--teacher-weight", type=float, default=MixedConfig.teacher_weight, help="default: weight of the distillation loss")
     parser.add_argument("--tags-weight", type=float, default=MixedConfig.tags_weight, help="default: weight of the MSD tags (from the tagger) on an auxiliary output")
@@ -331,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.readout_share < 1.0 or (args.readout_share and args.size != "large"):
         print(f"error: --readout-share {args.readout_share}: expected a share in [0, 1), and only with --size large", file=sys.stderr)
         return 2
-    config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, cosine=args.cosine, medley_share=args.medley_share, hop_weight=args.hop_weight, rating_weight=args.rating_weight, sign_weight=args.sign_weight, clip_sign_weight=args.clip_sign_weight, rank_weight=args.rank_weight, rating_offset=args.rating_offset, teacher_weight=args.teacher_weight, tags_weight=args.tags_weight, seed=args.seed)
+    config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, cosine=args.cosine, medley_share=args.medley_share, hop_weight=args.hop_weight, rating_weight=args.rating_weight, sign_weight=args.sign_weight, clip_sign_weight=args.clip_sign_weight, rating_offset=args.rating_offset, teacher_weight=args.teacher_weight, tags_weight=args.tags_weight, seed=args.seed)
     entries = load_corpus(args, with_embeddings=args.size == "large" or args.tags_weight > 0)
     args.out.mkdir(parents=True, exist_ok=True)
     folds = fold_indices([e.item.group for e in entries], [e.item.stratum for e in entries], args.folds, args.seed)

@@ -144,8 +144,6 @@ def _train_command(args: dict) -> str:
     if args["size"] == "default":
         words += [f"--student {args['student']}", f"--teacher {_shown(args['teacher'])}"]
     options = ["variants", "folds", "epochs", "patience", "crop_hops", "lr", "medley_share", "hop_weight", "rating_weight", "sign_weight", "clip_sign_weight"]
-    if args.get("rank_weight"):  # shown only where used: older runs have none
-        options.append("rank_weight")
     if args["size"] == "default":  # the large model has no teacher and no tags output
         options += ["teacher_weight", "tags_weight"]
     for option in options + ["seed", "threads"]:

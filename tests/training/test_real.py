@@ -4,13 +4,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from training.large import READOUT_SIGN_LEVEL, LargeEnsemble, LargeHead, LinearReadout, fit_readout
 from training.frontend import FRAMES_PER_HOP, N_FEATURES
 from training.real import Entry, train_large, train_student
 from training.realmusic import QUADRANT_SIGNS
-from training.mixed import SIGN_SCALE, Item, MixedConfig, clip_sign_loss, draw_crops, make_batch, mixed_loss, rank_loss, train_mixed
+from training.mixed import SIGN_SCALE, Item, MixedConfig, clip_sign_loss, draw_crops, make_batch, mixed_loss, train_mixed
 from training.realeval import (
     clip_estimate,
     fold_indices,
@@ -131,22 +130,6 @@ def test_the_clip_sign_loss_scores_each_clips_mean_estimate_only() -> None:
     # softplus(x) - softplus(-x) = x, with x = SIGN_SCALE * 0.2 on every part and dimension
     assert torch.isclose(clip_sign_loss(wrong, targets) - clip_sign_loss(steady, targets), torch.tensor(SIGN_SCALE * 0.2))
     assert mixed_loss(steady, {}, targets, MixedConfig(clip_sign_weight=1.0).loss_weights()) > mixed_loss(steady, {}, targets, MixedConfig().loss_weights())
-
-
-def test_the_rank_loss_scores_the_order_of_clips_that_differ_in_a_sign_and_nothing_else() -> None:
-    items = [Item(f"q{q}", "4q", f"artist{q}", "s", np.zeros((20, 3), np.float32), quadrant=q) for q in (1, 3, 2)]
-    _, targets = make_batch(items, [[(0, 0, 8), (1, 0, 8)], [(2, 0, 12)]], 16, 1, np.zeros((1, 3), np.float32))
-    va = torch.zeros(2, 16, 2)
-    va[0, :8], va[0, 8:], va[1, :12] = torch.tensor([0.2, 0.2]), torch.tensor([-0.2, -0.2]), torch.tensor([-0.1, 0.3])
-    va[1, 12:] = 5.0  # padding: no clip, not scored
-    # valence: Q1 above Q3 and Q2; arousal: Q1 and Q2 above Q3 (Q1 and Q2 share arousal's sign: no pair)
-    margins = torch.tensor([0.4, 0.3, 0.4, 0.5])
-    assert torch.isclose(rank_loss(va, targets), nn.functional.softplus(-SIGN_SCALE * margins).mean())
-    assert torch.isclose(rank_loss(va + 0.5, targets), rank_loss(va, targets))  # the order only, not the level
-    reversed_order = -va
-    assert rank_loss(reversed_order, targets) > rank_loss(va, targets) + 1.0
-    weights = MixedConfig().loss_weights()
-    assert mixed_loss(va, {}, targets, {**weights, "rank": 1.0}) - mixed_loss(va, {}, targets, weights) == pytest.approx(float(rank_loss(va, targets)), rel=1e-5)
 
 
 def test_medley_crops_splice_two_items() -> None:
