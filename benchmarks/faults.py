@@ -103,7 +103,7 @@ def ws_kills() -> None:
         time.sleep(0.1)
     victim = subprocess.Popen([sys.executable, "-c", (
         "import sys\nfrom websockets.sync.client import connect\n"
-        f"ws = connect('{url}')\nprint('up', flush=True)\nwhile True: ws.recv()\n")], stdout=subprocess.PIPE)
+        f"with connect('{url}') as ws:\n    print('up', flush=True)\n    while True: ws.recv()\n")], stdout=subprocess.PIPE)
     assert victim.stdout is not None
     victim.stdout.readline()
     time.sleep(2.0)
