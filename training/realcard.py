@@ -131,7 +131,7 @@ def summary(pooled: dict) -> dict:
 def _readout_sentence(share: float, settings: dict) -> str:
     return (
         f" The heads' mean is blended ({1 - share:g} to {share:g}) with a memoryless linear readout of each hop's standardised embedding, clamped to [-1, 1] and fitted by ridge "
-        f"(alpha {settings['alpha']:g}) on clip means after the first 5 s: MUSIFEAST-17's ratings, 4Q's quadrant signs at ±{settings['sign_level']:g}, and every {settings['vgmidi_stride']}th hop of the VGMIDI renders (each render weighing one clip)."
+        f"(alpha {settings['alpha']:g}) on clip means after the first 5 s: MUSIFEAST-17's ratings, 4Q's quadrant signs at ±{settings['sign_level']:g}, and one hop in {settings['vgmidi_stride']} of the VGMIDI renders (each render weighing one clip)."
     )
 
 

@@ -93,7 +93,7 @@ def test_exported_models_stream_in_the_runtime_and_their_cards_quote_the_cv(runs
         assert "--readout-share 0.5" in card and "--sign-weight 1.0 --clip-sign-weight 0.5" in card and "--rating-offset" in card
         assert "blended (0.5 to 0.5) with a memoryless linear readout" in card and "blended 0.5 with a linear readout" in model.info.metadata["architecture"]
         recorded = json.loads((runs / "large" / "run.json").read_text())["readout"]
-        assert f"(alpha {recorded['alpha']:g})" in card and f"signs at ±{recorded['sign_level']:g}" in card
+        assert f"(alpha {recorded['alpha']:g})" in card and f"signs at ±{recorded['sign_level']:g}" in card and f"one hop in {recorded['vgmidi_stride']} of" in card
         assert "estimate at every hop (weight 1.0), and on the mean estimate of each clip's hops in a training crop (weight 0.5)" in card
         assert "plus an offset learned in training" in card
     else:  # the defaults
