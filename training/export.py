@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import onnx
@@ -117,3 +118,20 @@ def round_to_float16(model: torch.nn.Module, *, min_values: int = 4096) -> None:
     for tensor in model.state_dict().values():
         if tensor.is_floating_point() and tensor.numel() >= min_values:
             tensor.copy_(tensor.half().float())
+
+
+class ZeroPoint(torch.nn.Module):
+    """A streaming model whose (valence, arousal) are moved by ``offset`` (chosen on CV) and clipped to [-1, 1]."""
+
+    def __init__(self, model: torch.nn.Module, offset: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("offset", torch.tensor(list(offset), dtype=torch.float32))
+
+    @property
+    def state_size(self) -> int:
+        return int(self.model.state_size)  # type: ignore[arg-type]
+
+    def forward(self, audio: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        va, state_out = self.model(audio, state)
+        return torch.clamp(va - self.offset, -1.0, 1.0), state_out

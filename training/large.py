@@ -20,11 +20,11 @@ from torch import Tensor, nn
 from training.mixed import Item
 from training.musicnn import EMBEDDING_WIDTH, MusicnnBackbone
 from training.realeval import clip_estimate
-from training.realmusic import GEMS, QUADRANT_SIGNS
+from training.realmusic import GEMS, label_signs
 from training.models import pack_state, unpack_state
 
 READOUT_ALPHA = 100.0  # ridge penalty on standardised embeddings
-READOUT_SIGN_LEVEL = 0.5  # the target of a 4Q clip: its quadrant's signs at this magnitude
+READOUT_SIGN_LEVEL = 0.5  # the target of a 4Q or MIREX-like clip: its signs at this magnitude
 READOUT_VGMIDI_STRIDE = 4  # VGMIDI hops used: every 4th (neighbours are nearly the same)
 READOUT_SETTINGS = {"alpha": READOUT_ALPHA, "sign_level": READOUT_SIGN_LEVEL, "vgmidi_stride": READOUT_VGMIDI_STRIDE}  # as a run records them
 
@@ -79,7 +79,8 @@ class LinearReadout(nn.Module):
 def fit_readout(items: Sequence[Item]) -> LinearReadout:
     """Ridge from the mean standardised embedding of a clip's hops after its first 5 s to its label.
 
-    Rows: a MUSIFEAST-17 clip's ratings; a 4Q clip's quadrant signs at ``READOUT_SIGN_LEVEL``;
+    Rows: a MUSIFEAST-17 clip's ratings; a 4Q clip's quadrant signs at ``READOUT_SIGN_LEVEL``, and a
+    MIREX-like clip's the same for the dimensions its cluster fixes (each dimension is fitted apart);
     every 4th hop of a VGMIDI render with its label, the render's rows weighing one clip in all.
     Emotify (no valence or arousal) is not used. ``items`` carry per-hop embeddings as inputs.
     """
@@ -88,8 +89,10 @@ def fit_readout(items: Sequence[Item]) -> LinearReadout:
     rows, targets, weights = [], [], []
     for item in items:
         embeddings = (item.inputs.astype(np.float32) - mean) / std
-        if item.va is not None or item.quadrant is not None:
-            label = item.va if item.va is not None else READOUT_SIGN_LEVEL * np.array(QUADRANT_SIGNS[item.quadrant])
+        signs = label_signs(item.quadrant, item.cluster)
+        if item.va is not None or signs is not None:
+            # a dimension a MIREX cluster fixes no sign for has no target (NaN): that row is left out of its fit
+            label = item.va if item.va is not None else np.where(signs != 0, READOUT_SIGN_LEVEL * signs, np.nan)
             rows.append(clip_estimate(embeddings))  # the same hops as a clip's estimate
             targets.append(label)
             weights.append(1.0)
@@ -101,12 +104,17 @@ def fit_readout(items: Sequence[Item]) -> LinearReadout:
             rows.extend(embeddings[hops])
             targets.extend(item.hop_labels[hops - item.first_hop])
             weights.extend([1.0 / len(hops)] * len(hops))
-    ridge = Ridge(alpha=READOUT_ALPHA).fit(np.array(rows), np.array(targets), sample_weight=np.array(weights))
+    x, y, w = np.array(rows), np.array(targets, np.float64), np.array(weights)
+    coef, intercept = np.zeros((2, x.shape[1])), np.zeros(2)
+    for dimension in range(2):
+        labelled = np.isfinite(y[:, dimension])
+        ridge = Ridge(alpha=READOUT_ALPHA).fit(x[labelled], y[labelled, dimension], sample_weight=w[labelled])
+        coef[dimension], intercept[dimension] = ridge.coef_, ridge.intercept_
     with torch.no_grad():
         readout.mean.copy_(torch.from_numpy(mean))
         readout.std.copy_(torch.from_numpy(std))
-        readout.linear.weight.copy_(torch.from_numpy(ridge.coef_.astype(np.float32)))
-        readout.linear.bias.copy_(torch.from_numpy(ridge.intercept_.astype(np.float32)))
+        readout.linear.weight.copy_(torch.from_numpy(coef.astype(np.float32)))
+        readout.linear.bias.copy_(torch.from_numpy(intercept.astype(np.float32)))
     return readout.eval()
 
 

@@ -7,6 +7,8 @@ One ``Item`` is one recording with whatever labels it has:
 - a quadrant clip (4Q): only the signs, a logistic loss on ``SIGN_SCALE * estimate`` at every
   hop, and optionally (``clip_sign_weight``) on the mean of the crop's hops from that clip,
   which is what a clip's estimate is: single hops may then disagree where the music does;
+- a MIREX-like clip: the same sign losses on the dimensions its cluster fixes a sign for
+  (``CLUSTER_SIGNS``), weighted by ``cluster_weight`` against 4Q's;
 - an Emotify clip: the nine GEMS proportions, a target of the auxiliary head (training only);
 - a VGMIDI render: per-hop valence and arousal, the only labels that change within a piece;
 - any of them may carry a teacher's per-hop estimate, a distillation target on every hop,
@@ -31,7 +33,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from training.musicnn import MSD_TAGS
-from training.realmusic import GEMS, QUADRANT_SIGNS
+from training.realmusic import GEMS, label_signs
 
 WARMUP_HOPS = 4  # clip-level labels are not scored in a clip's first 2 s
 SWITCH_GRACE_HOPS = 3
@@ -52,6 +54,7 @@ class Item:
     va: np.ndarray | None = None
     quadrant: int | None = None
     gems: np.ndarray | None = None
+    cluster: int | None = None  # MIREX-like mood cluster 1..5
     hop_labels: np.ndarray | None = None  # [n, 2] from first_hop
     first_hop: int = 0
     variant: str = ""
@@ -76,6 +79,7 @@ class MixedConfig:
     rating_weight: float = LOSS_WEIGHTS["rating"]  # of MUSIFEAST-17's clip ratings at every hop
     sign_weight: float = LOSS_WEIGHTS["sign"]  # of 4Q's signs at every hop
     clip_sign_weight: float = LOSS_WEIGHTS["clip_sign"]  # of 4Q's signs on the mean of a crop's hops from one clip
+    cluster_weight: float = 1.0  # of a MIREX-like cluster's signs, against a 4Q quadrant's, in both sign losses
     # Learn a (valence, arousal) offset between MUSIFEAST-17's rating scale and the model's zero, which
     # is then 4Q's quadrant boundary (and VGMIDI's). Training only: the exported model has none.
     rating_offset: bool = False
@@ -101,7 +105,7 @@ class Targets:
     va_mask: Tensor  # [b, hops] rated clips
     hop_mask: Tensor  # [b, hops] VGMIDI
     sign: Tensor  # [b, hops, 2] in {0, 1}
-    sign_mask: Tensor
+    sign_mask: Tensor  # [b, hops, 2]: per dimension, as a MIREX cluster may fix one sign only
     part: Tensor  # [b, hops] which part of the crop (0 or 1: a medley's second clip) each hop is from
     gems: Tensor  # [b, hops, 9]
     gems_mask: Tensor
@@ -125,8 +129,10 @@ class History:
 HeadRun = Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]
 
 
-def _fill(item: Item, targets: dict[str, np.ndarray], row: int, at: int, start: int, count: int) -> None:
+def _fill(item: Item, targets: dict[str, np.ndarray], row: int, at: int, start: int, count: int, cluster_weight: float) -> None:
     """Labels of ``item``'s hops [start, start + count) into crop positions [at, at + count)."""
+    signs = label_signs(item.quadrant, item.cluster)
+    sign_weight = cluster_weight if item.cluster is not None else 1.0
     for k in range(count):
         hop, position = start + k, at + k
         if item.teacher is not None and hop < len(item.teacher):
@@ -144,23 +150,23 @@ def _fill(item: Item, targets: dict[str, np.ndarray], row: int, at: int, start: 
         if item.va is not None:
             targets["va"][row, position] = item.va
             targets["va_mask"][row, position] = 1
-        if item.quadrant is not None:
-            targets["sign"][row, position] = (np.array(QUADRANT_SIGNS[item.quadrant]) > 0).astype(np.float32)
-            targets["sign_mask"][row, position] = 1
+        if signs is not None:
+            targets["sign"][row, position] = (signs > 0).astype(np.float32)
+            targets["sign_mask"][row, position] = sign_weight * (signs != 0)
         if item.gems is not None:
             targets["gems"][row, position] = item.gems
             targets["gems_mask"][row, position] = 1
 
 
 def make_batch(
-    items: Sequence[Item], pieces: Sequence[list[tuple[int, int, int]]], crop_hops: int, rows_per_hop: int, pad_row: np.ndarray
+    items: Sequence[Item], pieces: Sequence[list[tuple[int, int, int]]], crop_hops: int, rows_per_hop: int, pad_row: np.ndarray, cluster_weight: float = 1.0
 ) -> tuple[Tensor, Targets]:
     """Inputs [b, crop_hops * rows, d] and targets; each crop is a list of (item, first hop, hops)."""
     width = pad_row.shape[-1]
     inputs = np.broadcast_to(pad_row, (len(pieces), crop_hops * rows_per_hop, width)).copy()
-    shapes = {"va": 2, "sign": 2, "gems": len(GEMS), "teacher": 2, "tags": len(MSD_TAGS)}
+    shapes = {"va": 2, "sign": 2, "sign_mask": 2, "gems": len(GEMS), "teacher": 2, "tags": len(MSD_TAGS)}
     targets = {name: np.zeros((len(pieces), crop_hops, n), np.float32) for name, n in shapes.items()}
-    for mask in ("va_mask", "hop_mask", "sign_mask", "gems_mask", "teacher_mask", "tags_mask"):
+    for mask in ("va_mask", "hop_mask", "gems_mask", "teacher_mask", "tags_mask"):
         targets[mask] = np.zeros((len(pieces), crop_hops), np.float32)
     targets["part"] = np.zeros((len(pieces), crop_hops), np.float32)
     for row, crop in enumerate(pieces):
@@ -168,7 +174,7 @@ def make_batch(
         for part, (index, start, count) in enumerate(crop):
             item = items[index]
             inputs[row, at * rows_per_hop : (at + count) * rows_per_hop] = item.inputs[start * rows_per_hop : (start + count) * rows_per_hop]
-            _fill(item, targets, row, at, start, count)
+            _fill(item, targets, row, at, start, count, cluster_weight)
             targets["part"][row, at : at + count] = part
             at += count
     tensors = {name: torch.from_numpy(value) for name, value in targets.items()}
@@ -208,7 +214,7 @@ def mixed_loss(va: Tensor, aux: dict[str, Tensor], targets: Targets, weights: di
     rated = squared if rating_offset is None else (va + rating_offset - targets.va).square().mean(dim=-1)
     loss = weights["rating"] * masked_mean(rated, targets.va_mask)
     loss = loss + weights["hops"] * masked_mean(squared, targets.hop_mask)
-    sign = nn.functional.binary_cross_entropy_with_logits(SIGN_SCALE * va, targets.sign, reduction="none").mean(dim=-1)
+    sign = nn.functional.binary_cross_entropy_with_logits(SIGN_SCALE * va, targets.sign, reduction="none")
     loss = loss + weights["sign"] * masked_mean(sign, targets.sign_mask)
     if weights["clip_sign"]:
         loss = loss + weights["clip_sign"] * clip_sign_loss(va, targets)
@@ -224,14 +230,16 @@ def mixed_loss(va: Tensor, aux: dict[str, Tensor], targets: Targets, weights: di
 
 
 def clip_sign_loss(va: Tensor, targets: Targets) -> Tensor:
-    """The sign loss on the mean estimate of each crop part's scored hops, averaged over the parts that have any."""
-    in_part = nn.functional.one_hot(targets.part.long(), CROP_PARTS).float() * targets.sign_mask.unsqueeze(-1)  # [b, hops, parts]
-    counts = in_part.sum(dim=1)  # [b, parts]
-    mean_va = torch.einsum("bhp,bhd->bpd", in_part, va) / counts.clamp(min=1.0).unsqueeze(-1)
-    sign = torch.einsum("bhp,bhd->bpd", in_part, targets.sign) / counts.clamp(min=1.0).unsqueeze(-1)  # constant within a part
-    losses = nn.functional.binary_cross_entropy_with_logits(SIGN_SCALE * mean_va, sign, reduction="none").mean(dim=-1)
-    scored = (counts > 0).float()
-    return (losses * scored).sum() / scored.sum().clamp(min=1.0)
+    """The sign loss on the mean estimate of each crop part's scored hops, per dimension, averaged over the (part, dimension) pairs that have any, by their sign weights."""
+    scored_hops = (targets.sign_mask > 0).float()  # [b, hops, 2]
+    in_part = nn.functional.one_hot(targets.part.long(), CROP_PARTS).float()  # [b, hops, parts]
+    counts = torch.einsum("bhp,bhd->bpd", in_part, scored_hops)  # [b, parts, 2]
+    mean_va = torch.einsum("bhp,bhd->bpd", in_part, va * scored_hops) / counts.clamp(min=1.0)
+    sign = torch.einsum("bhp,bhd->bpd", in_part, targets.sign * scored_hops) / counts.clamp(min=1.0)  # constant within a part
+    weight = torch.einsum("bhp,bhd->bpd", in_part, targets.sign_mask) / counts.clamp(min=1.0)  # a part's sign weight
+    losses = nn.functional.binary_cross_entropy_with_logits(SIGN_SCALE * mean_va, sign, reduction="none")
+    weight = weight * (counts > 0).float()
+    return (losses * weight).sum() / weight.sum().clamp(min=1e-6)
 
 
 def train_mixed(
@@ -264,7 +272,7 @@ def train_mixed(
         crops = draw_crops(train, config, rows_per_hop, rng)
         losses = []
         for start in tqdm(range(0, len(crops), config.batch_size), desc=f"{desc} epoch {epoch + 1}", unit="batch", leave=False):
-            inputs, targets = make_batch(train, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row)
+            inputs, targets = make_batch(train, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row, config.cluster_weight)
             va, aux = run(inputs)
             loss = mixed_loss(va, aux, targets, config.loss_weights(), offset)
             optimizer.zero_grad()
@@ -306,7 +314,7 @@ def evaluate_loss(
     module.eval()
     total, batches = 0.0, 0
     for start in range(0, len(crops), config.batch_size):
-        inputs, targets = make_batch(items, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row)
+        inputs, targets = make_batch(items, crops[start : start + config.batch_size], config.crop_hops, rows_per_hop, pad_row, config.cluster_weight)
         va, aux = run(inputs)
         total += mixed_loss(va, aux, targets, config.loss_weights(), rating_offset).item()
         batches += 1

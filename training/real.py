@@ -33,9 +33,11 @@ from training.large import READOUT_SETTINGS, LargeEnsemble, LargeHead, fit_reado
 from training.mixed import Item, MixedConfig, train_mixed
 from training.models import Fusion, Head, Hybrid, zero_states
 from training.musicnn import MSD_TAGS, PENULTIMATE
+from training.protocol import TEST_PART_FILE, load_test_part, vgmidi_test_id
 from training.realeval import (
     LoudnessBaseline,
     clip_estimate,
+    cluster_metrics,
     fold_indices,
     medley_audio,
     medley_pairs,
@@ -43,8 +45,9 @@ from training.realeval import (
     rating_metrics,
     reaction,
     reaction_summary,
+    zero_points,
 )
-from training.realmusic import load_realmusic
+from training.realmusic import CLUSTER_SIGNS, QUADRANT_SIGNS, load_realmusic
 from training.teacher import DEFAULT_WEIGHTS, cached_embeddings, clip_embeddings, load_backbone
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,17 +77,24 @@ def loudness_of(features: np.ndarray) -> np.ndarray:
 
 
 def load_corpus(args: argparse.Namespace, with_embeddings: bool) -> list[Entry]:
-    """Every usable recording of the real sets and the VGMIDI renders; unreadable ones are counted and named."""
+    """Every usable recording of the real sets and the VGMIDI renders outside the test part; unreadable ones are counted and named."""
     front_end = FrontEnd().eval()
     backbone = load_backbone(args.teacher_weights) if with_embeddings else None
+    test_part = load_test_part(args.test_part)
     candidates: list[tuple[Item, Path]] = []
+    withheld = 0
     for clip in load_realmusic(args.realmusic_root):
-        item = Item(clip.clip_id, clip.dataset, clip.group, f"{clip.dataset}:{clip.stratum}", np.empty(0), clip.va, clip.quadrant, clip.gems)
+        if clip.clip_id in test_part:
+            withheld += 1
+            continue
+        item = Item(clip.clip_id, clip.dataset, clip.group, f"{clip.dataset}:{clip.stratum}", np.empty(0), clip.va, clip.quadrant, clip.gems, cluster=clip.cluster)
         candidates.append((item, clip.audio_path))
     if args.variants:
         from training.render import render_vgmidi
 
         pieces = load_vgmidi(args.vgmidi_root)
+        withheld += sum(vgmidi_test_id(piece.piece_id) in test_part for piece in pieces)
+        pieces = [piece for piece in pieces if vgmidi_test_id(piece.piece_id) not in test_part]
         for recording in render_vgmidi(pieces, args.cache / "renders", variants=args.variants, seed=args.seed):
             item = Item(f"{recording.piece_id}/{recording.variant}", "vgmidi", f"piece:{recording.piece_id}", "vgmidi", np.empty(0),
                         hop_labels=recording.labels, variant=recording.variant)
@@ -103,7 +113,7 @@ def load_corpus(args: argparse.Namespace, with_embeddings: bool) -> list[Entry]:
         entries.append(Entry(replace(item, inputs=features), path, embeddings, loudness_of(features)))
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
-    print(f"{len(entries)} recordings ({len(skipped)} skipped)", file=sys.stderr)
+    print(f"{len(entries)} recordings ({len(skipped)} skipped; {withheld} clips and pieces withheld as the test part)", file=sys.stderr)
     return entries
 
 
@@ -211,6 +221,7 @@ class Pool:
 
     rated: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # model, train mean, loudness, label
     quadrant: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]
+    clustered: list[tuple[np.ndarray, int]]  # model, MIREX cluster
     vgmidi: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]  # condition -> (model, train mean, labels) per hop
     moves: list[tuple[str, float | None]]
 
@@ -218,27 +229,30 @@ class Pool:
 def evaluate_fold(entries: Sequence[Entry], items: Sequence[Item], train: np.ndarray, test: np.ndarray, predict: Predict, predict_audio: PredictAudio, pool: Pool, seed: int) -> dict:
     rated_train = [i for i in train if items[i].va is not None]
     quadrant_train = [i for i in train if items[i].quadrant is not None]
-    train_mean = np.mean([items[i].va for i in rated_train], axis=0)
+    # a set held out whole (--hold-out-set) leaves a baseline nothing to fit: it then says 0, no information
+    train_mean = np.mean([items[i].va for i in rated_train], axis=0) if rated_train else np.zeros(2)
     hop_mean = np.concatenate([items[i].hop_labels for i in train if items[i].hop_labels is not None]).mean(axis=0) if any(items[i].hop_labels is not None for i in train) else np.zeros(2)
     loudness = LoudnessBaseline.fit(
         np.stack([entries[i].loudness for i in rated_train]), np.stack([items[i].va for i in rated_train]),
         np.stack([entries[i].loudness for i in quadrant_train]), np.array([items[i].quadrant for i in quadrant_train]),
-    )
-    fold_rated, fold_quadrant, quadrant_test = [], [], []
+    ) if rated_train and quadrant_train else None  # fmt: skip
+    fold_rated, fold_quadrant, fold_clustered, quadrant_test = [], [], [], []
     for i in test:
         item = items[i]
         if item.dataset == "emotify":
             continue
         per_hop = predict(item)
         if item.va is not None:
-            entry = (clip_estimate(per_hop), train_mean, loudness.rate(entries[i].loudness[None])[0], item.va)
+            entry = (clip_estimate(per_hop), train_mean, loudness.rate(entries[i].loudness[None])[0] if loudness else np.zeros(2), item.va)
             pool.rated.append(entry)
             fold_rated.append(entry)
         if item.quadrant is not None:
-            entry_q = (clip_estimate(per_hop), train_mean, loudness.signs(entries[i].loudness[None])[0], item.quadrant)
+            entry_q = (clip_estimate(per_hop), train_mean, loudness.signs(entries[i].loudness[None])[0] if loudness else np.zeros(2), item.quadrant)
             pool.quadrant.append(entry_q)
             fold_quadrant.append(entry_q)
             quadrant_test.append(i)
+        if item.cluster is not None:
+            fold_clustered.append((clip_estimate(per_hop), item.cluster))
         if item.hop_labels is not None and len(item.hop_labels):
             condition = "piano" if item.variant == "piano" else "augmented"
             labels = item.hop_labels[: len(per_hop)]
@@ -250,12 +264,36 @@ def evaluate_fold(entries: Sequence[Entry], items: Sequence[Item], train: np.nda
         audio, switch = medley_audio(load_audio(entries[ia].audio_path, SAMPLE_RATE), load_audio(entries[ib].audio_path, SAMPLE_RATE), SAMPLE_RATE)
         fold_moves += reaction(predict_audio(audio), switch, items[ia].quadrant, items[ib].quadrant)  # type: ignore[arg-type]
     pool.moves += fold_moves
+    pool.clustered += fold_clustered
     report: dict = {"test_items": len(test), "reaction": reaction_summary(fold_moves)}
     if fold_rated:
         report["musifeast17"] = rating_metrics(np.stack([r[0] for r in fold_rated]), np.stack([r[3] for r in fold_rated]))
     if fold_quadrant:
         report["4q"] = quadrant_metrics(np.stack([q[0] for q in fold_quadrant]), np.array([q[3] for q in fold_quadrant]))
+    if fold_clustered:
+        report["mirexlike"] = cluster_metrics(np.stack([c[0] for c in fold_clustered]), np.array([c[1] for c in fold_clustered]))
     return report
+
+
+def calibration(pool: Pool) -> np.ndarray:
+    """The (valence, arousal) zero points of the pooled held-out estimates of every set with a sign: MUSIFEAST-17's ratings, 4Q, MIREX-like."""
+    estimates = [r[0] for r in pool.rated] + [q[0] for q in pool.quadrant] + [c[0] for c in pool.clustered]
+    signs = [np.sign(r[3]) for r in pool.rated] + [np.array(QUADRANT_SIGNS[q[3]]) for q in pool.quadrant] + [np.array(CLUSTER_SIGNS[c[1]]) for c in pool.clustered]
+    return zero_points(estimates, signs)
+
+
+def shifted(pool: Pool, offset: np.ndarray) -> Pool:
+    """The pool with the model's estimates less ``offset`` and clipped to [-1, 1], as the exported model gives them; the medleys are not streamed again."""
+    def move(x: np.ndarray) -> np.ndarray:
+        return np.clip(x - offset, -1.0, 1.0)
+
+    return Pool(
+        [(move(m), t, l, y) for m, t, l, y in pool.rated],
+        [(move(m), t, l, q) for m, t, l, q in pool.quadrant],
+        [(move(m), c) for m, c in pool.clustered],
+        {condition: [(move(m), t, y) for m, t, y in rows] for condition, rows in pool.vgmidi.items()},
+        pool.moves,
+    )
 
 
 def pooled_report(pool: Pool) -> dict:
@@ -270,6 +308,8 @@ def pooled_report(pool: Pool) -> dict:
         report["4q"] = {"clips": len(quadrants)}
         for index, name in enumerate(("model", "train_mean", "loudness")):
             report["4q"][name] = quadrant_metrics(np.stack([q[index] for q in pool.quadrant]), quadrants)
+    if pool.clustered:
+        report["mirexlike"] = {"clips": len(pool.clustered), "model": cluster_metrics(np.stack([c[0] for c in pool.clustered]), np.array([c[1] for c in pool.clustered]))}
     report["vgmidi"] = {}
     for condition, rows in pool.vgmidi.items():
         labels = np.concatenate([r[2] for r in rows])
@@ -306,12 +346,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rating-weight", type=float, default=MixedConfig.rating_weight, help="weight of MUSIFEAST-17's rating loss")
     parser.add_argument("--sign-weight", type=float, default=MixedConfig.sign_weight, help="weight of 4Q's sign loss at every hop")
     parser.add_argument("--clip-sign-weight", type=float, default=MixedConfig.clip_sign_weight, help="weight of 4Q's sign loss on a crop's mean estimate of each clip")
+    parser.add_argument("--cluster-weight", type=float, default=MixedConfig.cluster_weight, help="weight of a MIREX-like cluster's signs against a 4Q quadrant's")
+    parser.add_argument("--calibrate", action="store_true", help="move each dimension's zero so that the pooled CV estimates read as many clips below 0 as the labels; the exported model subtracts it")
     parser.add_argument("--rating-offset", action="store_true", help="learn an offset between MUSIFEAST-17's ratings and the model's zero (4Q's boundary); training only")
     parser.add_argument("--teacher-weight", type=float, default=MixedConfig.teacher_weight, help="default: weight of the distillation loss")
     parser.add_argument("--tags-weight", type=float, default=MixedConfig.tags_weight, help="default: weight of the MSD tags (from the tagger) on an auxiliary output")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=REPO / "build")
+    parser.add_argument("--test-part", type=Path, default=TEST_PART_FILE, help="the fixed test part's ids (training/protocol.py), never loaded here")
+    parser.add_argument("--hold-out-set", choices=("musifeast17", "4q", "mirexlike"), help="cross-set check: one fold, train on the other sets and score this one; no final model")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--export", metavar="NAME", help="also write models/NAME.onnx and its card")
     parser.add_argument("--models-dir", type=Path, default=REPO / "models")
@@ -330,13 +374,17 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.readout_share < 1.0 or (args.readout_share and args.size != "large"):
         print(f"error: --readout-share {args.readout_share}: expected a share in [0, 1), and only with --size large", file=sys.stderr)
         return 2
-    config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, cosine=args.cosine, medley_share=args.medley_share, hop_weight=args.hop_weight, rating_weight=args.rating_weight, sign_weight=args.sign_weight, clip_sign_weight=args.clip_sign_weight, rating_offset=args.rating_offset, teacher_weight=args.teacher_weight, tags_weight=args.tags_weight, seed=args.seed)
+    config = MixedConfig(epochs=args.epochs, patience=args.patience, crop_hops=args.crop_hops, learning_rate=args.lr, cosine=args.cosine, medley_share=args.medley_share, hop_weight=args.hop_weight, rating_weight=args.rating_weight, sign_weight=args.sign_weight, clip_sign_weight=args.clip_sign_weight, cluster_weight=args.cluster_weight, rating_offset=args.rating_offset, teacher_weight=args.teacher_weight, tags_weight=args.tags_weight, seed=args.seed)
     entries = load_corpus(args, with_embeddings=args.size == "large" or args.tags_weight > 0)
     args.out.mkdir(parents=True, exist_ok=True)
-    folds = fold_indices([e.item.group for e in entries], [e.item.stratum for e in entries], args.folds, args.seed)
+    if args.hold_out_set:
+        folds = [np.flatnonzero([e.item.dataset == args.hold_out_set for e in entries])]
+        args.folds = 1
+    else:
+        folds = fold_indices([e.item.group for e in entries], [e.item.stratum for e in entries], args.folds, args.seed)
     (args.out / "splits.json").write_text(json.dumps({"seed": args.seed, "folds": [[entries[i].item.item_id for i in f] for f in folds]}))
     backbone = load_backbone(args.teacher_weights) if args.size == "large" else None
-    pool = Pool([], [], {}, [])
+    pool = Pool([], [], [], {}, [])
     report: dict = {"size": args.size, "config": asdict(config), "folds": []}
     started = time.time()
     everything = np.arange(len(entries))
@@ -355,10 +403,17 @@ def run(args: argparse.Namespace) -> int:
             items = [e.item for e in entries]
         fold = evaluate_fold(entries, items, rest, test, predict, predict_audio, pool, args.seed + k)
         report["folds"].append(fold)
-        print(json.dumps({key: fold[key] for key in ("musifeast17", "4q", "reaction") if key in fold}), file=sys.stderr)
+        print(json.dumps({key: fold[key] for key in ("musifeast17", "4q", "mirexlike", "reaction") if key in fold}), file=sys.stderr)
     report["pooled"] = pooled_report(pool)
+    if args.calibrate:
+        # chosen on these folds, so the calibrated figures that depend on the zero (accuracy, recall, shares) are not estimates; the test part's are
+        offset = calibration(pool)
+        report["calibration"] = {"valence": float(offset[0]), "arousal": float(offset[1])}
+        report["pooled_calibrated"] = pooled_report(shifted(pool, offset))
     (args.out / "cv.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report["pooled"], indent=1))
+    if args.hold_out_set:
+        return 0
     train, val = split_validation(everything, entries, args.seed)
     if args.size == "large":
         head = train_large(entries, train, val, config, "final", args.heads, args.readout_share)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from rtmer.demo import SECTIONS, SynthMusic
-from training.export import export_streaming, parity_by_output, round_to_float16
+from training.export import ZeroPoint, export_streaming, parity_by_output, round_to_float16
 from training.frontend import HOP_SAMPLES, SAMPLE_RATE
 from training.large import READOUT_SETTINGS, LargeEnsemble, LargeHead, LargeStreamingModel, LinearReadout
 from training.mixed import LOSS_WEIGHTS, SIGN_SCALE
@@ -85,13 +85,16 @@ def export_real(run_dir: Path, name: str, models_dir: Path) -> Path:
         model = StreamingModel(head.eval()).eval()
         architecture = saved["model"]
         params = parameter_count(head)
+    calibration = report.get("calibration")
+    if calibration:
+        model = ZeroPoint(model, [calibration["valence"], calibration["arousal"]]).eval()
     onnx_path = models_dir / f"{name}.onnx"
     metadata = {
         "model_name": name,
         "model_version": "2",
         "architecture": architecture,
         "training_data": "MUSIFEAST-17, 4Q, Emotify (real recordings) and VGMIDI renders; research-use terms, see the card",
-        "metrics": json.dumps(summary(report["pooled"]), sort_keys=True),
+        "metrics": json.dumps(summary(report.get("pooled_calibrated", report["pooled"])), sort_keys=True),
     }
     if args["size"] == "large":
         unrounded = copy.deepcopy(model)

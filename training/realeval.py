@@ -6,7 +6,12 @@
   a cold state.
 - MUSIFEAST-17: RMSE, Pearson r, CCC and the spread (standard deviation of the estimates over
   that of the labels) per dimension. 4Q: quadrant accuracy (the signs of the estimate), the
-  AUC of valence for Q1+Q4 against Q2+Q3 and of arousal for Q1+Q2 against Q3+Q4.
+  recall of each quadrant and the confusion matrix, the AUC of valence for Q1+Q4 against
+  Q2+Q3 and of arousal for Q1+Q2 against Q3+Q4. MIREX-like: the AUC of valence for clusters
+  2+4 against 3+5 and for 2 against 3, and of arousal for 1+5 against 3.
+- Every set: the share of clips whose estimate is below 0 in each dimension, beside the
+  labels' share (MUSIFEAST-17: ratings below 3; 4Q and MIREX-like: the signs they imply), so
+  a model that leans to one side shows it.
 - Reaction time: in a medley of two held-out 4Q clips from opposite quadrants, the seconds
   after the switch until the estimate crosses halfway between its level over the last 5 s
   before the switch and its level over the last 5 s of the medley; a move whose settled
@@ -24,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
 from training.evaluate import DIMENSIONS
-from training.realmusic import QUADRANT_SIGNS
+from training.realmusic import CLUSTER_SIGNS, QUADRANT_SIGNS
 
 HOP_SECONDS = 0.5
 WARMUP_SECONDS = 5.0
@@ -52,9 +57,11 @@ def rating_metrics(estimates: np.ndarray, labels: np.ndarray) -> dict[str, dict[
         covariance = ((p - p.mean()) * (t - t.mean())).mean()
         out[name] = {
             "rmse": float(np.sqrt(((p - t) ** 2).mean())),
-            "pearson_r": float(covariance / (p.std() * t.std())) if p.std() > 0 else 0.0,
+            "pearson_r": float(covariance / (p.std() * t.std())) if p.std() > 0 and t.std() > 0 else 0.0,
             "ccc": float(2 * covariance / (p.var() + t.var() + (p.mean() - t.mean()) ** 2)),
-            "spread_ratio": float(p.std() / t.std()),
+            "spread_ratio": float(p.std() / t.std()) if t.std() > 0 else float("nan"),
+            "below_zero_share": float((p < 0).mean()),
+            "labels_below_zero_share": float((t < 0).mean()),
         }
     return out
 
@@ -65,13 +72,64 @@ def quadrant_of(estimates: np.ndarray) -> np.ndarray:
     return np.array([by_signs[(1 if v >= 0 else -1, 1 if a >= 0 else -1)] for v, a in estimates])
 
 
-def quadrant_metrics(estimates: np.ndarray, quadrants: np.ndarray) -> dict[str, float]:
-    positive_valence = np.isin(quadrants, (1, 4))
-    positive_arousal = np.isin(quadrants, (1, 2))
+def zero_points(estimates: Sequence[np.ndarray], signs: Sequence[np.ndarray]) -> np.ndarray:
+    """Per dimension, the level below which the same share of clip estimates falls as of labels below 0; [2].
+
+    ``signs`` are each clip's label signs in {-1, 0, +1} (0: the label fixes none). Subtracting the
+    result from a model's output moves its zero so that, pooled over the sets given, it reads as
+    many clips negative as the labels do. It moves no ranking: the AUCs and r stay as they are.
+    """
+    estimate, sign = np.stack(estimates), np.stack(signs)
+    out = np.zeros(2)
+    for column in range(2):
+        signed = sign[:, column] != 0
+        out[column] = np.quantile(estimate[signed, column], (sign[signed, column] < 0).mean())
+    return out
+
+
+def auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of ``scores`` for ``positive`` against the rest; 0.5 when the scores are all equal or one class is empty."""
+    if np.ptp(scores) == 0 or positive.all() or not positive.any():
+        return 0.5
+    return float(roc_auc_score(positive, scores))
+
+
+def below_zero(estimates: np.ndarray, signs: np.ndarray) -> dict[str, float]:
+    """Per dimension, the share of estimates below 0 and of labels with a negative sign, over the clips whose label has a sign."""
+    out = {}
+    for column, name in enumerate(DIMENSIONS):
+        signed = signs[:, column] != 0
+        out[f"{name}_below_zero_share"] = float((estimates[signed, column] < 0).mean()) if signed.any() else float("nan")
+        out[f"{name}_labels_below_zero_share"] = float((signs[signed, column] < 0).mean()) if signed.any() else float("nan")
+    return out
+
+
+def quadrant_metrics(estimates: np.ndarray, quadrants: np.ndarray) -> dict:
+    """Accuracy, AUCs, each quadrant's recall, the confusion matrix (rows: labels Q1..Q4, columns: estimates) and the below-zero shares."""
+    read = quadrant_of(estimates)
+    confusion = [[int(((quadrants == label) & (read == estimate)).sum()) for estimate in range(1, 5)] for label in range(1, 5)]
+    recall = {f"Q{q}": float((read[quadrants == q] == q).mean()) if (quadrants == q).any() else float("nan") for q in range(1, 5)}
     return {
-        "quadrant_accuracy": float((quadrant_of(estimates) == quadrants).mean()),
-        "valence_auc": float(roc_auc_score(positive_valence, estimates[:, 0])) if np.ptp(estimates[:, 0]) > 0 else 0.5,
-        "arousal_auc": float(roc_auc_score(positive_arousal, estimates[:, 1])) if np.ptp(estimates[:, 1]) > 0 else 0.5,
+        "quadrant_accuracy": float((read == quadrants).mean()),
+        "valence_auc": auc(np.isin(quadrants, (1, 4)), estimates[:, 0]),
+        "arousal_auc": auc(np.isin(quadrants, (1, 2)), estimates[:, 1]),
+        "recall": recall,
+        "lowest_recall": float(np.nanmin(list(recall.values()))),
+        "confusion": confusion,
+        **below_zero(estimates, np.array([QUADRANT_SIGNS[int(q)] for q in quadrants])),
+    }
+
+
+def cluster_metrics(estimates: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
+    """MIREX-like clusters: the AUCs their words allow (valence 2+4 against 3+5 and 2 against 3; arousal 1+5 against 3) and the below-zero shares."""
+    valence_pair = np.isin(clusters, (2, 4, 3, 5))
+    two_three = np.isin(clusters, (2, 3))
+    arousal_pair = np.isin(clusters, (1, 5, 3))
+    return {
+        "valence_auc_24_35": auc(np.isin(clusters[valence_pair], (2, 4)), estimates[valence_pair, 0]),
+        "valence_auc_2_3": auc(clusters[two_three] == 2, estimates[two_three, 0]),
+        "arousal_auc_15_3": auc(np.isin(clusters[arousal_pair], (1, 5)), estimates[arousal_pair, 1]),
+        **below_zero(estimates, np.array([CLUSTER_SIGNS[int(c)] for c in clusters])),
     }
 
 

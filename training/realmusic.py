@@ -1,4 +1,4 @@
-"""Real recordings with one emotion label per clip: MUSIFEAST-17, 4Q and Emotify.
+"""Real recordings with one emotion label per clip: MUSIFEAST-17, 4Q, MIREX-like and Emotify.
 
 Each set is a folder ``<set>/`` holding ``labels.csv`` (one row per clip) and
 ``audio/<clip>.opus`` (16 kHz mono Ogg Opus; ``.mp3``, ``.wav``, ``.flac`` and ``.ogg`` are
@@ -16,16 +16,24 @@ Label mapping onto rtmer's valence and arousal in [-1, 1]:
   signs of valence and arousal (Q1 +v +a, Q2 -v +a, Q3 -v -a, Q4 +v -a; see
   ``QUADRANT_SIGNS``). A quadrant is not a magnitude, so no valence/arousal value is
   made up for it: the quadrant is kept as it is.
+- MIREX-like (perceived emotion, AllMusic editors' mood words): one of the five MIREX mood
+  clusters per clip. A cluster is a category, not a point on the circumplex; where its
+  words imply a sign, that sign is kept (``CLUSTER_SIGNS``), and the other dimension is left
+  unlabelled: cluster 1 (passionate, rousing, boisterous) +arousal; 2 (cheerful, fun, sweet)
+  +valence; 3 (poignant, wistful, brooding) -valence -arousal; 4 (humorous, quirky, witty)
+  +valence; 5 (aggressive, fiery, tense) -valence +arousal. The set's README orders them so:
+  3 and 5 below 1, 2 and 4 in valence; 3 below 1 and 5 in arousal.
 - Emotify (induced emotion: what listeners felt, which is not what the music expresses):
   the proportions of listeners who chose each of the nine GEMS categories, each in
   [0, 1], are kept as an auxiliary target in ``GEMS`` order. No valence/arousal mapping is
   made.
 
 Cross-validation: ``LabelledClip.group`` is ``"artist:<normalised artist>"`` where the set
-has an artist column (MUSIFEAST-17 and 4Q; case, surrounding and repeated whitespace and
-a leading "the " are ignored), else ``"clip:<clip_id>"``, so no artist is on both sides of
-a split. ``LabelledClip.stratum`` is the genre (MUSIFEAST-17, Emotify) or the quadrant
-``"Q1"``..``"Q4"`` (4Q).
+has an artist column (MUSIFEAST-17, 4Q and MIREX-like; case, punctuation, surrounding and
+repeated whitespace and a leading "the " are ignored, and MIREX-like's "Jackson, Michael"
+reads as 4Q's "Michael Jackson"), else ``"clip:<clip_id>"``, so no artist is on both sides
+of a split, across sets too. ``LabelledClip.stratum`` is the genre (MUSIFEAST-17, Emotify),
+the quadrant ``"Q1"``..``"Q4"`` (4Q) or the cluster ``"C1"``..``"C5"`` (MIREX-like).
 
 A labelled clip whose audio file is missing is skipped, with one warning per set that
 counts them. Audio files are not opened here, so an unreadable file is not detected:
@@ -63,10 +71,14 @@ GEMS: tuple[str, ...] = (
 # (valence sign, arousal sign) of each Russell quadrant.
 QUADRANT_SIGNS: dict[int, tuple[int, int]] = {1: (1, 1), 2: (-1, 1), 3: (-1, -1), 4: (1, -1)}
 
-SETS: tuple[str, ...] = ("musifeast17", "4q", "emotify")
+# (valence sign, arousal sign) each MIREX mood cluster implies; 0: no sign implied.
+CLUSTER_SIGNS: dict[int, tuple[int, int]] = {1: (0, 1), 2: (1, 0), 3: (-1, -1), 4: (1, 0), 5: (-1, 1)}
+
+SETS: tuple[str, ...] = ("musifeast17", "4q", "mirexlike", "emotify")
 
 _MUSIFEAST_COLUMNS = ("clip", "genre", "artist", "valence_mean", "valence_sd", "arousal_mean", "arousal_sd")
 _4Q_COLUMNS = ("clip", "quadrant", "artist")
+_MIREX_COLUMNS = ("clip", "cluster", "artist")
 _EMOTIFY_COLUMNS = ("clip", "genre", *GEMS)
 
 # Ratings are on 1..5, so a rater standard deviation cannot exceed half the range.
@@ -80,7 +92,7 @@ class LabelledClip:
     """One clip with its clip-level labels; the fields a set does not have are ``None``.
 
     ``va`` and ``va_sd`` are float32 ``[2]`` (valence, arousal) on the [-1, 1] scale;
-    ``gems`` is float32 ``[9]`` in ``GEMS`` order; ``quadrant`` is 1..4.
+    ``gems`` is float32 ``[9]`` in ``GEMS`` order; ``quadrant`` is 1..4; ``cluster`` (MIREX) 1..5.
     """
 
     clip_id: str
@@ -92,6 +104,16 @@ class LabelledClip:
     va_sd: np.ndarray | None
     quadrant: int | None
     gems: np.ndarray | None
+    cluster: int | None = None
+
+
+def label_signs(quadrant: int | None, cluster: int | None) -> np.ndarray | None:
+    """(valence, arousal) signs in {-1, 0, +1} that a quadrant or a MIREX cluster fixes (0: none); None if neither."""
+    if quadrant is not None:
+        return np.array(QUADRANT_SIGNS[quadrant], np.float32)
+    if cluster is not None:
+        return np.array(CLUSTER_SIGNS[cluster], np.float32)
+    return None
 
 
 _Row = dict[str, str]
@@ -152,6 +174,33 @@ def load_4q(root: Path) -> list[LabelledClip]:
     return _load_set(Path(root), "4q", _4Q_COLUMNS, make)
 
 
+def load_mirexlike(root: Path) -> list[LabelledClip]:
+    """Read the MIREX-like mood dataset (``labels.csv`` and ``audio/``): one MIREX cluster per clip.
+
+    Raises:
+        DatasetError: the folder, ``labels.csv`` or a column is missing, a clip id is
+            repeated, or a cluster is not a whole number 1..5.
+    """
+
+    def make(path: Path, clip: str, row: _Row) -> LabelledClip:
+        cluster = _cluster(path, clip, row["cluster"])
+        clip_id = f"mirexlike-{clip}"
+        return LabelledClip(
+            clip_id=clip_id,
+            dataset="mirexlike",
+            audio_path=Path(),
+            group=_artist_group(_first_name_first(row["artist"]), clip_id),
+            stratum=f"C{cluster}",
+            va=None,
+            va_sd=None,
+            quadrant=None,
+            gems=None,
+            cluster=cluster,
+        )
+
+    return _load_set(Path(root), "mirexlike", _MIREX_COLUMNS, make)
+
+
 def load_emotify(root: Path) -> list[LabelledClip]:
     """Read Emotify (``labels.csv`` and ``audio/``): the nine GEMS proportions per clip.
 
@@ -183,6 +232,7 @@ def load_emotify(root: Path) -> list[LabelledClip]:
 _LOADERS: dict[str, Callable[[Path], list[LabelledClip]]] = {
     "musifeast17": load_musifeast17,
     "4q": load_4q,
+    "mirexlike": load_mirexlike,
     "emotify": load_emotify,
 }
 
@@ -191,7 +241,7 @@ def load_realmusic(root: Path, sets: Sequence[str] = SETS) -> list[LabelledClip]
     """Read the named sets from ``root/<set>/``, in the order given.
 
     Raises:
-        ValueError: ``sets`` names a set other than musifeast17, 4q and emotify.
+        ValueError: ``sets`` names a set other than musifeast17, 4q, mirexlike and emotify.
         DatasetError: ``root`` or one of the sets is missing or malformed.
     """
     root = Path(root)
@@ -300,12 +350,26 @@ def _quadrant(path: Path, clip: str, cell: str) -> int:
     return int(match.group(1))
 
 
+def _cluster(path: Path, clip: str, cell: str) -> int:
+    if not re.fullmatch(r"[1-5]", cell.strip()):
+        raise DatasetError(f"{path}: clip {clip!r}: cluster={cell!r} is not one of 1, 2, 3, 4, 5")
+    return int(cell)
+
+
+def _first_name_first(artist: str) -> str:
+    """AllMusic's "Jackson, Michael" and "Stone Roses, The" as "Michael Jackson" and "The Stone Roses"."""
+    parts = [part.strip() for part in artist.split(",")]
+    if len(parts) != 2 or not all(parts) or any(mark in parts[1] for mark in "&/"):
+        return artist
+    return f"{parts[1]} {parts[0]}"
+
+
 def _artist_group(artist: str, clip_id: str) -> str:
     normalised = _normalise_artist(artist)
     return f"artist:{normalised}" if normalised else f"clip:{clip_id}"
 
 
 def _normalise_artist(artist: str) -> str:
-    """Casefolded, whitespace collapsed, without a leading "the ": "The  Beatles" -> "beatles"."""
-    collapsed = " ".join(artist.casefold().split())
-    return collapsed.removeprefix("the ")
+    """Casefolded, punctuation gone, whitespace collapsed, without a leading "the ": "The  Beatles" -> "beatles", "AC/DC" -> "acdc"."""
+    letters = "".join(c for c in artist.casefold() if c.isalnum() or c.isspace())
+    return " ".join(letters.split()).removeprefix("the ")

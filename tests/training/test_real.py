@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from training.export import ZeroPoint
 from training.large import READOUT_SIGN_LEVEL, LargeEnsemble, LargeHead, LinearReadout, fit_readout
 from training.frontend import FRAMES_PER_HOP, N_FEATURES
 from training.real import Entry, train_large, train_student
@@ -20,6 +21,7 @@ from training.realeval import (
     rating_metrics,
     reaction,
     reaction_summary,
+    zero_points,
 )
 
 
@@ -132,6 +134,52 @@ def test_the_clip_sign_loss_scores_each_clips_mean_estimate_only() -> None:
     assert mixed_loss(steady, {}, targets, MixedConfig(clip_sign_weight=1.0).loss_weights()) > mixed_loss(steady, {}, targets, MixedConfig().loss_weights())
 
 
+def test_a_mirex_cluster_scores_only_the_signs_it_implies_weighted_against_4q() -> None:
+    zeros = np.zeros((20, 3), np.float32)
+    items = [Item("rousing", "mirexlike", "a", "C1", zeros, cluster=1), Item("sad", "mirexlike", "b", "C3", zeros, cluster=3),
+             Item("q3", "4q", "c", "Q3", zeros, quadrant=3)]  # fmt: skip
+    _, targets = make_batch(items, [[(0, 0, 10)], [(1, 0, 10)], [(2, 0, 10)]], 10, 1, np.zeros((1, 3), np.float32), cluster_weight=0.5)
+    assert targets.sign_mask[0, 4:, 0].sum() == 0 and (targets.sign_mask[0, 4:, 1] == 0.5).all()  # cluster 1: arousal only
+    assert targets.sign[0, 4:, 1].all()  # ... and it is high
+    assert (targets.sign_mask[1, 4:] == 0.5).all() and targets.sign[1, 4:].sum() == 0  # cluster 3: both low
+    assert (targets.sign_mask[2, 4:] == 1.0).all()  # 4Q at full weight
+    assert targets.sign_mask[:, :4].sum() == 0  # warm-up
+    va = torch.zeros(3, 10, 2, requires_grad=True)
+    weights = {**MixedConfig().loss_weights(), "clip_sign": 1.0}
+    mixed_loss(va, {}, targets, weights).backward()
+    assert va.grad is not None and va.grad[0, :, 0].abs().sum() == 0 and va.grad[0, 4:, 1].abs().sum() > 0
+    # the 4Q clip weighs twice a cluster-3 clip of the same signs
+    assert torch.isclose(va.grad[2, 4:].sum(), 2 * va.grad[1, 4:].sum())
+
+
+def test_zero_points_match_the_labels_share_below_zero_and_keep_the_ranking() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.standard_normal((400, 2))
+    estimates = list(0.5 * truth + 0.3 + 0.1 * rng.standard_normal((400, 2)))  # leans positive, as rtmer-default did
+    signs = list(np.sign(truth))
+    signs[:100] = [np.array([0.0, s[1]]) for s in signs[:100]]  # some labels fix the arousal only
+    offset = zero_points(estimates, signs)
+    moved, sign = np.stack(estimates) - offset, np.stack(signs)
+    for column in range(2):
+        signed = sign[:, column] != 0
+        assert abs((moved[signed, column] < 0).mean() - (sign[signed, column] < 0).mean()) < 0.01
+    assert np.all(offset > 0.2)  # the lean found
+    assert quadrant_metrics(moved[100:], quadrant_of(truth[100:]))["valence_auc"] == quadrant_metrics(np.stack(estimates[100:]), quadrant_of(truth[100:]))["valence_auc"]
+
+
+def test_zero_point_moves_a_streaming_models_output_and_clips_it() -> None:
+    class Fixed(torch.nn.Module):
+        state_size = 3
+
+        def forward(self, audio: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.tensor([[0.5, -0.95]]).expand(audio.shape[0], 2), state + 1
+
+    model = ZeroPoint(Fixed(), [0.2, 0.1])
+    va, state = model(torch.zeros(2, 8000), torch.zeros(2, 3))
+    torch.testing.assert_close(va, torch.tensor([[0.3, -1.0]] * 2))
+    assert model.state_size == 3 and state.eq(1).all()
+
+
 def test_medley_crops_splice_two_items() -> None:
     items = items_for_training(np.random.default_rng(0))
     crops = draw_crops(items, MixedConfig(crop_hops=10, medley_share=1.0), 1, np.random.default_rng(0))
@@ -197,6 +245,27 @@ def test_the_readout_is_the_ridge_line_through_the_clip_means_and_the_vgmidi_hop
     np.testing.assert_allclose([clip_estimate(per_hop[k]) for k in clips], np.array(wanted), atol=0.1)
     vgmidi = [k for k, item in enumerate(items) if item.hop_labels is not None]
     np.testing.assert_allclose(np.concatenate([per_hop[k][3:] for k in vgmidi]), np.concatenate([items[k].hop_labels for k in vgmidi]), atol=0.2)
+
+
+def test_the_readout_fits_a_mirex_cluster_only_on_the_dimension_it_fixes() -> None:
+    rng = np.random.default_rng(2)
+    items, wanted = [], []
+    for k in range(1500):  # enough clips that the ridge's fixed penalty hardly shrinks the line
+        label = rng.uniform(-1, 1, 2).astype(np.float32)
+        inputs = rng.standard_normal((30, 250)).astype(np.float32)
+        inputs[:, :2] = 3 * label + 0.1 * rng.standard_normal((30, 2))
+        items.append(Item(f"r{k}", "musifeast17", f"g{k}", "s", inputs, va=label))
+        wanted.append(label)
+    for k in range(1500):  # rousing clips (cluster 1: high arousal) with strongly positive valence features
+        inputs = rng.standard_normal((30, 250)).astype(np.float32)
+        inputs[:, :2] = 3 * np.array([0.8, READOUT_SIGN_LEVEL]) + 0.1 * rng.standard_normal((30, 2))
+        items.append(Item(f"m{k}", "mirexlike", f"h{k}", "C1", inputs, cluster=1))
+    readout = fit_readout(items)
+    with torch.no_grad():
+        estimates = np.array([clip_estimate(readout(torch.from_numpy(item.inputs)).numpy()) for item in items])
+    # were the cluster's valence taken as 0, the positive valences would be pulled down to it
+    np.testing.assert_allclose(estimates[:1500], np.array(wanted), atol=0.1)
+    np.testing.assert_allclose(estimates[1500:, 1], READOUT_SIGN_LEVEL, atol=0.1)
 
 
 def test_the_ensemble_blends_the_heads_mean_with_the_readout_by_its_share() -> None:

@@ -9,12 +9,16 @@ import soundfile as sf
 
 from music import SAMPLE_RATE, chords
 from rtmer.model import StreamingModel
-from test_realmusic import EMOTIFY_HEADER, FOURQ_HEADER, MUSIFEAST_HEADER, emotify_row, fourq_row, musifeast_row, write_set
+from test_realmusic import EMOTIFY_HEADER, FOURQ_HEADER, MIREX_HEADER, MUSIFEAST_HEADER, emotify_row, fourq_row, mirex_row, musifeast_row, write_set
 from training.__main__ import main
+from training.testscore import main as score_test_part
 
 CLIP_SECONDS = 12.0
 # (bpm, level, minor) per quadrant: energetic music is fast and loud, negative music minor.
 QUADRANT_MUSIC = {1: (150, 0.8, False), 2: (150, 0.8, True), 3: (60, 0.1, True), 4: (60, 0.1, False)}
+CLUSTER_QUADRANT = {1: 1, 2: 4, 3: 3, 4: 1, 5: 2}  # music of a quadrant whose signs the cluster's agree with
+# The test part: two 4Q artists (four clips, one of each quadrant), two MIREX-like clips and a MUSIFEAST-17 band.
+TEST_IDS = ["4q-q0", "4q-q1", "4q-q2", "4q-q3", "mirexlike-x2", "mirexlike-x3", "musifeast17-m3", "musifeast17-m7"]
 
 
 def write_clip(path: Path, quadrant: int, seed: int) -> None:
@@ -34,6 +38,10 @@ def realmusic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_set(root / "4q", FOURQ_HEADER, rows, audio=[])
     for k in range(16):
         write_clip(root / "4q" / "audio" / f"q{k}.wav", 1 + k % 4, seed=100 + k)
+    rows = [mirex_row(f"x{k}", cluster=str(1 + k % 5), artist=f"Group {k}") for k in range(10)]
+    write_set(root / "mirexlike", MIREX_HEADER, rows, audio=[])
+    for k in range(10):
+        write_clip(root / "mirexlike" / "audio" / f"x{k}.wav", CLUSTER_QUADRANT[1 + k % 5], seed=300 + k)
     rows = [emotify_row(f"e{k}", calmness="0.6" if k % 2 else "0.1", power="0.1" if k % 2 else "0.7") for k in range(4)]
     write_set(root / "emotify", EMOTIFY_HEADER, rows, audio=[])
     for k in range(4):
@@ -45,25 +53,54 @@ def realmusic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def runs(realmusic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Both sizes trained, cross-validated and exported into ``models/``."""
     out = tmp_path_factory.mktemp("runs")
+    (out / "test_part.json").write_text(json.dumps({"seed": 1, "ids": TEST_IDS}))
     common = ["--realmusic-root", str(realmusic), "--variants", "0", "--folds", "2", "--epochs", "2", "--threads", "1",
-              "--cache", str(out / "cache"), "--models-dir", str(out / "models")]  # fmt: skip
+              "--cache", str(out / "cache"), "--models-dir", str(out / "models"), "--test-part", str(out / "test_part.json")]  # fmt: skip
     (out / "models").mkdir()
     large_losses = ["--sign-weight", "1.0", "--clip-sign-weight", "0.5", "--rating-offset"]
     assert main(["real", "--size", "large", "--heads", "2", "--readout-share", "0.5", *large_losses, "--out", str(out / "large"), "--export", "rtmer-large", *common]) == 0
-    assert main(["real", "--size", "default", "--student", "hybrid_fast", "--teacher", str(out / "large"),
+    assert main(["real", "--size", "default", "--student", "hybrid_fast", "--teacher", str(out / "large"), "--calibrate",
                  "--out", str(out / "default"), "--export", "rtmer-default", *common]) == 0  # fmt: skip
+    for name in ("rtmer-large", "rtmer-default"):
+        assert score_test_part(["--model", str(out / "models" / f"{name}.onnx"), "--realmusic-root", str(realmusic), "--variants", "0", "--test-part", str(out / "test_part.json")]) == 0
     return out
 
 
 @pytest.mark.parametrize("size", ["large", "default"])
 def test_cv_report_has_every_figure_beside_its_baselines(runs: Path, size: str) -> None:
     pooled = json.loads((runs / size / "cv.json").read_text())["pooled"]
-    assert pooled["4q"]["clips"] == 16 and pooled["musifeast17"]["clips"] == 8
+    assert pooled["4q"]["clips"] == 12 and pooled["musifeast17"]["clips"] == 6 and pooled["mirexlike"]["clips"] == 8  # the test part withheld
     for baseline in ("model", "train_mean", "loudness"):
-        assert set(pooled["4q"][baseline]) == {"quadrant_accuracy", "valence_auc", "arousal_auc"}
-        assert set(pooled["musifeast17"][baseline]["arousal"]) == {"rmse", "pearson_r", "ccc", "spread_ratio"}
-    assert pooled["musifeast17"]["train_mean"]["arousal"]["spread_ratio"] == 0.0
+        assert {"quadrant_accuracy", "valence_auc", "arousal_auc", "recall", "lowest_recall", "confusion", "valence_below_zero_share"} <= set(pooled["4q"][baseline])
+        assert sum(map(sum, pooled["4q"][baseline]["confusion"])) == 12
+        assert {"rmse", "pearson_r", "ccc", "spread_ratio", "below_zero_share", "labels_below_zero_share"} == set(pooled["musifeast17"][baseline]["arousal"])
+    assert set(pooled["mirexlike"]["model"]) >= {"valence_auc_24_35", "valence_auc_2_3", "arousal_auc_15_3", "valence_below_zero_share"}
+    # the development part's ratings: m0, m4 in Q1, m1, m5 in Q2, m2, m6 in Q3 (m3, m7 are in the test part)
+    assert pooled["musifeast17"]["model"]["valence"]["labels_below_zero_share"] == pytest.approx(4 / 6)
+    assert pooled["musifeast17"]["model"]["arousal"]["labels_below_zero_share"] == pytest.approx(2 / 6)
     assert pooled["reaction"]["moves"] > 0
+
+
+def test_the_test_part_reaches_neither_cv_nor_the_final_model_and_is_scored_apart(runs: Path) -> None:
+    for size in ("large", "default"):
+        folds = json.loads((runs / size / "splits.json").read_text())["folds"]
+        assert not set(sum(folds, [])) & set(TEST_IDS)
+        assert len(sum(folds, [])) == 8 + 16 + 10 + 4 - len(TEST_IDS)
+        teacher = np.load(runs / "large" / "teacher_final.npz")
+        assert not set(teacher.files) & set(TEST_IDS)
+    for name in ("rtmer-large", "rtmer-default"):
+        scored = json.loads((runs / "models" / f"{name}.test.json").read_text())
+        assert scored["4q"]["clips"] == 4 and scored["mirexlike"]["clips"] == 2 and scored["musifeast17"]["clips"] == 2
+        assert sum(map(sum, scored["4q"]["confusion"])) == 4 and scored["reaction"]["moves"] > 0
+
+
+def test_calibration_moves_the_exported_zero_by_the_offset_chosen_on_cv(runs: Path) -> None:
+    report = json.loads((runs / "default" / "cv.json").read_text())
+    offset = np.array([report["calibration"]["valence"], report["calibration"]["arousal"]])
+    assert np.all(np.abs(offset) < 1) and "pooled_calibrated" in report and "calibration" not in json.loads((runs / "large" / "cv.json").read_text())
+    model = StreamingModel(runs / "models" / "rtmer-default.onnx")
+    metrics = json.loads(model.info.metadata["metrics"])
+    assert metrics["4q"]["quadrant_accuracy"] == report["pooled_calibrated"]["4q"]["model"]["quadrant_accuracy"]
 
 
 def test_folds_never_split_an_artist(runs: Path) -> None:

@@ -11,11 +11,14 @@ import soundfile as sf
 
 from rtmer.errors import DatasetError
 from training.realmusic import (
+    CLUSTER_SIGNS,
     GEMS,
     QUADRANT_SIGNS,
     LabelledClip,
+    label_signs,
     load_4q,
     load_emotify,
+    load_mirexlike,
     load_musifeast17,
     load_realmusic,
 )
@@ -27,6 +30,7 @@ MUSIFEAST_HEADER = (
     "arousal_mean,arousal_sd,enjoyment_mean,contrast_mean"
 ).split(",")
 FOURQ_HEADER = "clip,quadrant,artist,title,moods,genres".split(",")
+MIREX_HEADER = "clip,cluster,category,artist,title".split(",")
 EMOTIFY_HEADER = ["clip", "genre", "raters", *GEMS, "liked", "disliked", "listener_mood_mean"]
 
 Loader = Callable[[Path], list[LabelledClip]]
@@ -66,6 +70,11 @@ def musifeast_row(clip: str, **values: str) -> dict[str, str]:
 
 def fourq_row(clip: str, **values: str) -> dict[str, str]:
     row = dict(clip=clip, quadrant="Q1", artist="Some Artist", title="T", moods="Happy", genres="International; Jazz")
+    return row | values
+
+
+def mirex_row(clip: str, **values: str) -> dict[str, str]:
+    row = dict(clip=clip, cluster="3", category="Wistful", artist="Some Artist", title="T")
     return row | values
 
 
@@ -118,6 +127,36 @@ def test_load_4q_reads_quadrants_tolerating_case_and_spaces(tmp_path: Path) -> N
     assert (QUADRANT_SIGNS[2], QUADRANT_SIGNS[4]) == ((-1, 1), (1, -1))
 
 
+def test_load_mirexlike_reads_clusters_and_the_signs_they_imply(tmp_path: Path) -> None:
+    rows = [mirex_row(f"{k:03d}", cluster=f" {k} ") for k in range(1, 6)]
+    clips = load_mirexlike(write_set(tmp_path / "mirexlike", MIREX_HEADER, rows))
+
+    assert [clip.clip_id for clip in clips] == [f"mirexlike-{k:03d}" for k in range(1, 6)]
+    assert [clip.cluster for clip in clips] == [1, 2, 3, 4, 5]
+    assert [clip.stratum for clip in clips] == ["C1", "C2", "C3", "C4", "C5"]
+    assert all(clip.va is None and clip.quadrant is None and clip.gems is None for clip in clips)
+    # The set's README: 3 and 5 below 1, 2 and 4 in valence; 3 below 1 and 5 in arousal; no other sign.
+    signs = {k: label_signs(None, k).tolist() for k in range(1, 6)}  # type: ignore[union-attr]
+    assert signs == {1: [0, 1], 2: [1, 0], 3: [-1, -1], 4: [1, 0], 5: [-1, 1]}
+    assert CLUSTER_SIGNS[3] == QUADRANT_SIGNS[3]  # poignant, wistful, brooding: sad
+    assert label_signs(2, None).tolist() == [-1, 1] and label_signs(None, None) is None  # type: ignore[union-attr]
+
+
+def test_mirexlike_artists_written_last_name_first_group_with_4q_and_musifeast(tmp_path: Path) -> None:
+    write_set(tmp_path / "mirexlike", MIREX_HEADER, [
+        mirex_row("1", artist="Jackson, Michael"), mirex_row("2", artist="Stone Roses, The"), mirex_row("3", artist="AC-DC"),
+        mirex_row("4", artist="Jett, Joan & The Blackhearts"), mirex_row("5", artist="Oasis"),
+    ])  # fmt: skip
+    write_set(tmp_path / "4q", FOURQ_HEADER, [fourq_row("a", artist="Michael Jackson"), fourq_row("b", artist="The Stone Roses"), fourq_row("c", artist="AC/DC")])
+    groups = {clip.clip_id: clip.group for clip in load_realmusic(tmp_path, sets=("4q", "mirexlike"))}
+
+    assert groups["mirexlike-1"] == groups["4q-a"] == "artist:michael jackson"
+    assert groups["mirexlike-2"] == groups["4q-b"] == "artist:stone roses"
+    assert groups["mirexlike-3"] == groups["4q-c"] == "artist:acdc"
+    assert groups["mirexlike-4"] == "artist:jett joan the blackhearts"  # not turned around: "&" names a band
+    assert groups["mirexlike-5"] == "artist:oasis"
+
+
 def test_load_emotify_keeps_gems_proportions_in_order_and_groups_by_clip(tmp_path: Path) -> None:
     proportions = {name: f"{k / 10:g}" for k, name in enumerate(GEMS)}  # 0, 0.1, .., 0.8
     rows = [emotify_row("001", genre="classical", **proportions), emotify_row("002", power="1", sadness="0")]
@@ -156,24 +195,25 @@ def test_unreadable_audio_is_left_for_feature_extraction_to_skip(tmp_path: Path)
     assert [clip.audio_path.name for clip in clips] == ["a.opus"]
 
 
-def test_load_realmusic_reads_the_three_sets_with_ids_unique_across_sets(tmp_path: Path) -> None:
+def test_load_realmusic_reads_the_four_sets_with_ids_unique_across_sets(tmp_path: Path) -> None:
     write_set(tmp_path / "musifeast17", MUSIFEAST_HEADER, [musifeast_row("1"), musifeast_row("2")])
     write_set(tmp_path / "4q", FOURQ_HEADER, [fourq_row("1")])
+    write_set(tmp_path / "mirexlike", MIREX_HEADER, [mirex_row("1")])
     write_set(tmp_path / "emotify", EMOTIFY_HEADER, [emotify_row("1"), emotify_row("2"), emotify_row("3")])
 
     clips = load_realmusic(tmp_path)
-    assert Counter(clip.dataset for clip in clips) == {"musifeast17": 2, "4q": 1, "emotify": 3}
-    assert len({clip.clip_id for clip in clips}) == 6
-    assert {clip.clip_id for clip in clips if clip.clip_id.endswith("-1")} == {"musifeast17-1", "4q-1", "emotify-1"}
+    assert Counter(clip.dataset for clip in clips) == {"musifeast17": 2, "4q": 1, "mirexlike": 1, "emotify": 3}
+    assert len({clip.clip_id for clip in clips}) == 7
+    assert {clip.clip_id for clip in clips if clip.clip_id.endswith("-1")} == {"musifeast17-1", "4q-1", "mirexlike-1", "emotify-1"}
 
     only = load_realmusic(tmp_path, sets=("emotify", "4q"))
     assert [clip.dataset for clip in only] == ["emotify"] * 3 + ["4q"]
 
 
 def test_load_realmusic_rejects_unknown_sets_and_a_missing_root(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"unknown set\(s\) \['deam'\]; expected some of \['musifeast17', '4q', 'emotify'\]"):
+    with pytest.raises(ValueError, match=r"unknown set\(s\) \['deam'\]; expected some of \['musifeast17', '4q', 'mirexlike', 'emotify'\]"):
         load_realmusic(tmp_path, sets=("4q", "deam"))
-    with pytest.raises(DatasetError, match=r"realmusic folder '.*nowhere' not found; expected musifeast17/, 4q/, emotify/"):
+    with pytest.raises(DatasetError, match=r"realmusic folder '.*nowhere' not found; expected musifeast17/, 4q/, mirexlike/, emotify/"):
         load_realmusic(tmp_path / "nowhere")
 
 
@@ -183,9 +223,10 @@ def test_load_realmusic_rejects_unknown_sets_and_a_missing_root(tmp_path: Path) 
 LOADERS: list[tuple[Loader, list[str], dict[str, str]]] = [
     (load_musifeast17, MUSIFEAST_HEADER, musifeast_row("x")),
     (load_4q, FOURQ_HEADER, fourq_row("x")),
+    (load_mirexlike, MIREX_HEADER, mirex_row("x")),
     (load_emotify, EMOTIFY_HEADER, emotify_row("x")),
 ]
-LOADER_IDS = ["musifeast17", "4q", "emotify"]
+LOADER_IDS = ["musifeast17", "4q", "mirexlike", "emotify"]
 
 
 @pytest.mark.parametrize(("load", "header", "row"), LOADERS, ids=LOADER_IDS)
@@ -207,7 +248,7 @@ def test_missing_folder_labels_or_audio_folder_names_the_path_and_what_is_expect
 
 @pytest.mark.parametrize(
     ("load", "header", "row", "dropped"),
-    [(*loader, dropped) for loader, dropped in zip(LOADERS, ["arousal_mean", "artist", "sadness"])],
+    [(*loader, dropped) for loader, dropped in zip(LOADERS, ["arousal_mean", "artist", "cluster", "sadness"])],
     ids=LOADER_IDS,
 )
 def test_header_lacking_a_required_column_names_the_column(
@@ -277,6 +318,13 @@ def test_4q_rejects_an_unknown_quadrant_naming_file_clip_value_and_what_is_expec
         load_4q(tmp_path)
 
 
+@pytest.mark.parametrize("value", ["6", "0", "", "C3", "3.0", "three", "1 2"])
+def test_mirexlike_rejects_an_unknown_cluster_naming_file_clip_value_and_what_is_expected(tmp_path: Path, value: str) -> None:
+    write_set(tmp_path, MIREX_HEADER, [mirex_row("ok"), mirex_row("042", cluster=value)])
+    with pytest.raises(DatasetError, match=rf"labels\.csv: clip '042': cluster='{re.escape(value)}' is not one of 1, 2, 3, 4, 5"):
+        load_mirexlike(tmp_path)
+
+
 def test_an_empty_clip_id_is_rejected_with_its_line(tmp_path: Path) -> None:
     write_set(tmp_path, FOURQ_HEADER, [fourq_row("a"), fourq_row("")], audio=["a"])
     with pytest.raises(DatasetError, match=r"labels\.csv: line 3 has an empty clip id"):
@@ -291,6 +339,7 @@ def test_clips_without_audio_are_skipped_with_one_counted_warning_per_set(tmp_pa
     write_set(tmp_path / "4q", FOURQ_HEADER, [fourq_row("a"), fourq_row("b"), fourq_row("c")], audio=["a"])
     write_set(tmp_path / "emotify", EMOTIFY_HEADER, [emotify_row("1"), emotify_row("2")], audio=["2"])
     write_set(tmp_path / "musifeast17", MUSIFEAST_HEADER, [musifeast_row("m")])
+    write_set(tmp_path / "mirexlike", MIREX_HEADER, [mirex_row("r")])
 
     with pytest.warns(UserWarning) as record:
         clips = load_realmusic(tmp_path)
@@ -298,7 +347,7 @@ def test_clips_without_audio_are_skipped_with_one_counted_warning_per_set(tmp_pa
     assert len(messages) == 2
     assert re.search(r"^4q .*skipped 2 clip\(s\) with labels but no audio file: 4q-b, 4q-c$", messages[0])
     assert re.search(r"^emotify .*skipped 1 clip\(s\) with labels but no audio file: emotify-1$", messages[1])
-    assert sorted(clip.clip_id for clip in clips) == ["4q-a", "emotify-2", "musifeast17-m"]
+    assert sorted(clip.clip_id for clip in clips) == ["4q-a", "emotify-2", "mirexlike-r", "musifeast17-m"]
 
 
 def test_missing_audio_warning_lists_only_the_first_few(tmp_path: Path) -> None:
@@ -312,14 +361,15 @@ def test_missing_audio_warning_lists_only_the_first_few(tmp_path: Path) -> None:
 
 
 def test_real_realmusic_matches_its_readme() -> None:
-    if not all((REAL_REALMUSIC / name / "labels.csv").is_file() for name in ("musifeast17", "4q", "emotify")):
+    if not all((REAL_REALMUSIC / name / "labels.csv").is_file() for name in ("musifeast17", "4q", "mirexlike", "emotify")):
         pytest.skip(f"realmusic not found at {REAL_REALMUSIC}")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a clip without audio would warn
         clips = load_realmusic(REAL_REALMUSIC)
 
-    assert Counter(clip.dataset for clip in clips) == {"musifeast17": 271, "4q": 700, "emotify": 400}
-    assert len({clip.clip_id for clip in clips}) == 1371
+    assert Counter(clip.dataset for clip in clips) == {"musifeast17": 271, "4q": 700, "mirexlike": 603, "emotify": 400}
+    assert len({clip.clip_id for clip in clips}) == 1974
+    assert Counter(clip.cluster for clip in clips if clip.dataset == "mirexlike") == {1: 114, 2: 110, 3: 144, 4: 128, 5: 107}
     assert all(clip.audio_path.is_file() and clip.audio_path.suffix == ".opus" for clip in clips)
     assert Counter(clip.quadrant for clip in clips if clip.dataset == "4q") == {1: 175, 2: 175, 3: 175, 4: 175}
     va = np.stack([clip.va for clip in clips if clip.va is not None])
