@@ -413,6 +413,7 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "cv.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report["pooled"], indent=1))
     if args.hold_out_set:
+        (args.out / "run.json").write_text(json.dumps({"args": vars(args), "recordings": len(entries)}, indent=1, default=str))
         return 0
     train, val = split_validation(everything, entries, args.seed)
     if args.size == "large":

@@ -124,7 +124,11 @@ def test_exported_models_stream_in_the_runtime_and_their_cards_quote_the_cv(runs
     card = path.with_suffix(".md").read_text()
     assert f"{metrics['4q']['quadrant_accuracy']:.3f}" in card
     assert f"{metrics['musifeast17']['arousal']['pearson_r']:.3f}" in card
-    assert "research" in card and "MUSIFEAST-17" in card and "StratifiedGroupKFold" in card
+    assert "research" in card and "MUSIFEAST-17" in card and "StratifiedGroupKFold" in card and "MIREX-like" in card
+    scored = json.loads(path.with_suffix(".test.json").read_text())  # the test part, scored by the export
+    assert f"| 4Q quadrant accuracy (chance 0.25) | {scored['4q']['quadrant_accuracy']:.3f} | {metrics['4q']['quadrant_accuracy']:.3f} |" in card
+    assert f"| Q3 | {' | '.join(str(n) for n in scored['4q']['confusion'][2])} |" in card
+    assert "python -m training.protocol make" in card
     assert "not the same bits" not in card  # this trainer seeds the initial weights
     if name == "rtmer-large":  # the options given to its run, in its command and its label mapping
         assert "--readout-share 0.5" in card and "--sign-weight 1.0 --clip-sign-weight 0.5" in card and "--rating-offset" in card
