@@ -277,8 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--json", action="store_true", help="as JSON")
 
     demo = sub.add_parser("demo", help="the full live pipeline on the music that ships with rtmer, OSC and WebSocket on")
-    demo.add_argument("--section-seconds", type=float, default=10.0, metavar="S",
-                      help="length of each mood section [s] (default: 10)")
+    demo.add_argument("--section-seconds", type=float, metavar="S",
+                      help="length of each mood section [s] (default: 7.5, four sections in 30 s)")
     _add_engine_options(demo)
     _add_output_options(demo, demo=True)
     for name, p in sub.choices.items():
@@ -539,8 +539,10 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from rtmer.demo import FADE_SECONDS, SynthMusic
+    from rtmer.demo import FADE_SECONDS, SECTION_SECONDS, SynthMusic
     from rtmer.sources import PacedInput
+
+    section_seconds = SECTION_SECONDS if args.section_seconds is None else args.section_seconds
 
     s = _settings(args)
     if not s["osc"]:
@@ -548,9 +550,9 @@ def _cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     s["ws"] = True
     s["web"] = args.web is not False  # the live page, unless --no-web
     engine = _engine(s)
-    if not math.isfinite(args.section_seconds) or args.section_seconds <= 2 * FADE_SECONDS:  # a fade in and out
-        raise ConfigError(f"--section-seconds={args.section_seconds!r} must be more than {2 * FADE_SECONDS:g} [s]")
-    synth = SynthMusic(rate=engine.info.sample_rate, section_seconds=args.section_seconds)
+    if not math.isfinite(section_seconds) or section_seconds <= 2 * FADE_SECONDS:  # a fade in and out
+        raise ConfigError(f"--section-seconds={section_seconds!r} must be more than {2 * FADE_SECONDS:g} [s]")
+    synth = SynthMusic(rate=engine.info.sample_rate, section_seconds=section_seconds)
     source = PacedInput("demo music", "demo", read=synth.read, rate=synth.rate,
                         model_rate=engine.info.sample_rate, realtime=True)
     length = "until Ctrl-C" if s["seconds"] is None else f"{s['seconds']:g} s"

@@ -33,6 +33,7 @@ import soundfile as sf
 import soxr
 
 FADE_SECONDS = 0.05  # at each section's edges, so that the switches do not click
+SECTION_SECONDS = 7.5  # the four sections fit the README's 30 s main command
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ class SynthMusic:
     starts (a whole bar in), so that different seeds give different audio.
     """
 
-    def __init__(self, *, rate: int, section_seconds: float = 10.0, seed: int = 0) -> None:
+    def __init__(self, *, rate: int, section_seconds: float = SECTION_SECONDS, seed: int = 0) -> None:
         if rate <= 0:
             raise ValueError(f"rate={rate} must be a positive number of samples per second")
         if not section_seconds > 2 * FADE_SECONDS:
