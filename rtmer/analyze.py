@@ -7,6 +7,17 @@ adds around them is the batch job:
 - **Checks first.** ``check_outputs`` refuses an output that cannot be written
   (``-o`` naming a folder or a file in a missing folder, ``--output-dir`` naming a
   file) before the model is loaded or anything is analysed.
+- **What ``-o`` names is respected** (``resolve_output``). A regular file, or a name
+  not taken yet, is written atomically (a temporary name in its folder, then renamed);
+  a symlink is followed, and the file it leads to is written. A special file (a
+  device, a FIFO, a pipe such as ``/dev/fd/63`` from ``>(gzip > x.gz)``, anything
+  under /proc or /sys) is never replaced: it is opened before the analysis and the
+  analysis is streamed into it (a FIFO with no reader yet is opened when the analysis
+  is written, which waits for its reader).
+- **Every gap is counted.** Each row carries ``status`` (``ok``, ``gap``, ``failed``:
+  ``Update.status``); hops the model failed on and non-finite input samples are
+  counted per file in the summary, and failed hops and truncated files make the exit
+  code 1.
 - **Names that never collide.** With ``--output-dir`` each input gets
   ``<file name with its extension>.<csv|json>`` (``song.ogg`` -> ``song.ogg.csv``).
   Inputs that share a file name get as many of their parent folders as it takes to
@@ -30,9 +41,11 @@ adds around them is the batch job:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -56,42 +69,164 @@ EXIT_INTERRUPTED = 130
 
 
 # ---- checks and names ------------------------------------------------------------------
-def check_outputs(*, output: str | None, output_dir: str | None, inputs: Sequence[str] = ()) -> None:
+@dataclass
+class OutputTarget:
+    """Where ``-o`` writes (``resolve_output``; see the module docstring).
+
+    ``kind`` is ``"file"`` for a regular file, written atomically at ``path`` (the
+    file a symlink leads to), or what the special file is (``"FIFO"``, ``"character
+    device"``, ...), streamed into through ``fd``, opened by ``resolve_output``, or at
+    ``write`` when a FIFO had no reader then.
+    """
+
+    given: str
+    path: Path
+    kind: str = "file"
+    fd: int | None = None
+
+    @property
+    def special(self) -> bool:
+        return self.kind != "file"
+
+    def write(self, write: Callable[[TextIO], None]) -> None:
+        """Write through ``write``: atomically to a regular file, streamed into a special one. Raises ``OSError``."""
+        if not self.special:
+            _write_file(self.path, write)
+            return
+        fd = self.fd if self.fd is not None else os.open(self.path, os.O_WRONLY | os.O_NOCTTY)
+        self.fd = None
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write(f)
+
+    def close(self) -> None:
+        """Close a special file that was opened and not written (nothing finished, an interruption)."""
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+
+_SPECIAL_TREES = ("/proc", "/sys")  # files there are rewritten in place, never replaced
+
+
+def _under(path: str, trees: Sequence[str]) -> bool:
+    return any(path == t or path.startswith(t + "/") for t in trees)
+
+
+def _through_special_tree(value: str) -> bool:
+    """True when ``value`` is, or leads through symlinks to, a name under /proc or /sys
+    (``/dev/stdout``, ``/dev/fd/63``: magic links whose targets are not names)."""
+    p = os.path.abspath(value)
+    for _ in range(40):  # the kernel's own limit on links followed
+        parent = os.path.realpath(os.path.dirname(p))
+        if _under(parent, _SPECIAL_TREES) or _under(p, _SPECIAL_TREES):
+            return True
+        if not os.path.islink(p):
+            return False
+        p = os.path.join(parent, os.readlink(p))
+    return False
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISSOCK, "socket"), (stat.S_ISREG, "file under /proc or /sys")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _open_special(value: str, mode: int) -> int | None:
+    """Open the special file ``value`` for writing now; None for a FIFO with no reader yet. Raises ``ConfigError``."""
+    flags = os.O_WRONLY | os.O_NOCTTY
+    if stat.S_ISREG(mode):  # a file behind /proc/self/fd/N (a shell's `> file` or `>> file`): after what is there
+        flags |= os.O_APPEND
+    try:
+        if stat.S_ISFIFO(mode):  # do not wait here for a reader: signals are still held (rtmer.signals)
+            fd = os.open(value, flags | os.O_NONBLOCK)
+            os.set_blocking(fd, True)
+            return fd
+        return os.open(value, flags)
+    except OSError as exc:
+        if stat.S_ISFIFO(mode) and exc.errno == errno.ENXIO:
+            return None
+        raise ConfigError(f"--output={value!r} ({_kind(mode)}) cannot be opened for writing "
+                          f"({exc.strerror or exc})") from None
+
+
+def resolve_output(value: str) -> OutputTarget:
+    """What ``-o value`` writes to (``OutputTarget``), checked; raises ``ConfigError`` naming the value."""
+    try:
+        st: os.stat_result | None = os.stat(value)
+    except FileNotFoundError:
+        st = None  # not there yet, or a symlink to a name not there yet
+    except OSError as exc:  # a symlink loop, a component that is not a folder
+        raise ConfigError(f"--output={value!r} cannot be resolved ({exc.strerror or exc}); expected a file "
+                          "to write") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"--output={value!r} is a folder; expected a file to write "
+                          f"(for one file per input use --output-dir {value})")
+    special = _through_special_tree(value)
+    if st is not None and (special or not stat.S_ISREG(st.st_mode)):
+        return OutputTarget(value, Path(value), _kind(st.st_mode), _open_special(value, st.st_mode))
+    if special:
+        raise ConfigError(f"--output={value!r} does not exist, and a file under /proc or /sys cannot be created")
+    target = os.path.realpath(value)
+    check_writable_file("output", value, path=target)
+    return OutputTarget(value, Path(target))
+
+
+def check_outputs(*, output: str | None, output_dir: str | None,
+                  inputs: Sequence[str] = ()) -> OutputTarget | None:
     """Refuse outputs that cannot be written, before anything is analysed; creates ``output_dir``.
 
-    An ``output`` that is one of the ``inputs`` (the same file by any path) is refused
-    too: it would replace that audio with its analysis. Raises ``ConfigError`` naming
-    the value and what was expected.
+    Returns ``-o``'s ``OutputTarget`` (None for stdout or ``--output-dir``); a special
+    file is opened by then. An ``output`` that is one of the ``inputs`` (the same file by
+    any path) is refused too: it would replace that audio with its analysis. Raises
+    ``ConfigError`` naming the value and what was expected.
     """
     if output and output_dir:
         raise ConfigError(f"give --output or --output-dir, not both (got --output={output!r}, "
                           f"--output-dir={output_dir!r})")
+    target = None
     if output and output != STDIN:
-        p = Path(output)
-        if p.is_dir():
-            raise ConfigError(f"--output={output!r} is a folder; expected a file to write "
-                              f"(for one file per input use --output-dir {output})")
-        check_writable_file("output", output)
+        target = resolve_output(output)
         for name in inputs:
-            if p.exists() and name != STDIN and os.path.exists(name) and os.path.samefile(name, p):
+            if (not target.special and target.path.exists() and name != STDIN and os.path.exists(name)
+                    and os.path.samefile(name, target.path)):
                 raise ConfigError(f"--output={output!r} is the input {name!r}; expected another file "
                                   "(it would replace that audio with its analysis)")
     if output_dir:
         if Path(output_dir).exists() and not Path(output_dir).is_dir():
             raise ConfigError(f"--output-dir={output_dir!r} is a file; expected a folder (created if missing)")
         make_writable_folder("output-dir", output_dir)
+    return target
 
 
-def check_writable_file(option: str, value: str) -> None:
-    """``--option=value`` names a file that can be written: its folder exists and lets us write, and so does the file if it is there."""
-    p = Path(value)
+def _not_writable(path: str) -> str | None:
+    """Why ``path`` (a folder or a file) cannot be written, or None: a read-only filesystem, or permissions."""
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return "it is on a read-only filesystem"
+    except OSError:
+        pass
+    if not os.access(path, os.W_OK | (os.X_OK if os.path.isdir(path) else 0)):
+        return "permission denied"
+    return None
+
+
+def check_writable_file(option: str, value: str, *, path: str | None = None) -> None:
+    """``--option=value`` names a file that can be written: its folder exists and lets us write, and so does the
+    file if it is there. ``path`` is the file ``value`` leads to, when a symlink (default: ``value``)."""
+    p = Path(path or value)
     parent = p.parent
+    via = f" (a symlink to {str(p)!r})" if path and os.path.abspath(value) != str(p) else ""
     if parent.exists() and not parent.is_dir():
-        raise ConfigError(f"--{option}={value!r}: {str(parent)!r} is not a folder")
+        raise ConfigError(f"--{option}={value!r}{via}: {str(parent)!r} is not a folder")
     if not parent.exists():
-        raise ConfigError(f"--{option}={value!r}: folder {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise ConfigError(f"--{option}={value!r}: cannot be written (permission denied)")
+        raise ConfigError(f"--{option}={value!r}{via}: folder {str(parent)!r} does not exist")
+    why = _not_writable(str(parent)) or (_not_writable(str(p)) if p.exists() else None)
+    if why:
+        raise ConfigError(f"--{option}={value!r}{via}: cannot be written ({why})")
 
 
 def make_writable_folder(option: str, value: str) -> None:
@@ -99,9 +234,11 @@ def make_writable_folder(option: str, value: str) -> None:
     try:
         Path(value).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"--{option}={value!r}: cannot create the folder ({exc.strerror})") from exc
-    if not os.access(value, os.W_OK | os.X_OK):
-        raise ConfigError(f"--{option}={value!r}: cannot be written (permission denied)")
+        why = "it is on a read-only filesystem" if exc.errno == errno.EROFS else exc.strerror
+        raise ConfigError(f"--{option}={value!r}: cannot create the folder ({why})") from exc
+    why = _not_writable(value)
+    if why:
+        raise ConfigError(f"--{option}={value!r}: cannot be written ({why})")
 
 
 def dedupe(paths: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -277,6 +414,7 @@ class AnalyzeJob:
     progress: bool | None = None
     quiet: bool = False
     plot: str | None = None  # --plot: an image file, or a folder (rtmer.plot); checked by rtmer.plot.check_plot
+    target: OutputTarget | None = None  # -o as check_outputs resolved it (resolved here when None)
 
 
 @dataclass
@@ -284,6 +422,8 @@ class _Outcome:
     done: list[str] = field(default_factory=list)  # analysed to the end (and written, with --output-dir)
     failed: dict[str, str] = field(default_factory=dict)  # path -> why
     warnings: dict[str, str] = field(default_factory=dict)  # path -> why (analysed and written all the same)
+    model_failures: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (hops failed, hops)
+    nonfinite: dict[str, int] = field(default_factory=dict)  # path -> NaN/inf samples replaced by 0
 
 
 def _chunks(items: Sequence[str], n: int) -> Iterator[list[str]]:
@@ -328,12 +468,25 @@ class _Progress:
 
 def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: TextIO,
                  stop: threading.Event, stdin: BinaryIO | None = None) -> int:
-    """Analyse ``job.files``; returns the exit code (0 ok, 1 some failed, 130 interrupted).
+    """Analyse ``job.files``; returns the exit code (0 ok, 1 some failed, truncated or with hops the model
+    failed on, 130 interrupted).
 
     Call ``check_outputs`` first. ``stop`` set (Ctrl-C) ends the analysis within a
     round; what was finished is written. ``stdin`` (a binary file) stands in for
     ``sys.stdin.buffer`` for ``-``.
     """
+    target = job.target
+    if target is None and job.output and job.output != STDIN:
+        target = resolve_output(job.output)
+    try:
+        return _run(engine, job, target, stdout=stdout, stderr=stderr, stop=stop, stdin=stdin)
+    finally:
+        if target is not None:
+            target.close()
+
+
+def _run(engine: Engine, job: AnalyzeJob, target: OutputTarget | None, *, stdout: TextIO, stderr: TextIO,
+         stop: threading.Event, stdin: BinaryIO | None) -> int:
     from rtmer.decode import duration_seconds, open_audio, open_stdin
     from rtmer.sources import PcmInput
 
@@ -360,11 +513,11 @@ def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: Tex
 
     def write_one(path: str) -> None:
         assert job.output_dir is not None
-        target = Path(job.output_dir) / names[path]
+        dest = Path(job.output_dir) / names[path]
         try:
-            _write_file(target, lambda f: write_analysis(job.out_format, rows, [path], engine, f))
+            _write_file(dest, lambda f: write_analysis(job.out_format, rows, [path], engine, f))
         except OSError as exc:
-            outcome.failed[path] = f"cannot write {str(target)!r} ({exc.strerror or exc})"
+            outcome.failed[path] = f"cannot write {str(dest)!r} ({exc.strerror or exc})"
             progress.say(f"rtmer: {path}: {outcome.failed[path]}")
             return
         outcome.done.append(path)
@@ -438,6 +591,11 @@ def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: Tex
 
                 summary = Runner(engine, tracked, [Collect()], on_updates=on_updates, stop=stop).run()
                 for tr in tracked:
+                    counts = summary.streams.get(tr.streams[0])
+                    if counts is not None and counts.model_failures:
+                        outcome.model_failures[tr.path] = (counts.model_failures, counts.hops)
+                    if counts is not None and counts.nonfinite_samples:
+                        outcome.nonfinite[tr.path] = counts.nonfinite_samples
                     # an error before Ctrl-C, or start() failing (the runner records that itself)
                     why = tr.failed or (summary.failed_inputs.get(tr.name) if not stop.is_set() else None)
                     if why:
@@ -463,12 +621,13 @@ def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: Tex
     audio_seconds = sum(position.get(p, 0.0) for p in done)
     processed = sum(position.values())  # with the unfinished and failed files: what the speed is of
     if not job.output_dir and done:
-        if job.output and job.output != STDIN:
-            target = Path(job.output)
+        if target is not None:
             try:
-                _write_file(target, lambda f: write_analysis(job.out_format, rows, done, engine, f))
+                target.write(lambda f: write_analysis(job.out_format, rows, done, engine, f))
             except OSError as exc:
-                stderr.write(f"rtmer: cannot write {job.output!r} ({exc.strerror or exc})\n")
+                what = "" if not target.special else f" ({target.kind})"
+                stderr.write(f"rtmer: cannot write {job.output!r}{what} ({exc.strerror or exc}); "
+                             f"{len(done)} finished file{'s' if len(done) != 1 else ''} not written\n")
                 return EXIT_INPUT_FAILED
         else:
             try:
@@ -487,15 +646,25 @@ def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: Tex
         warned = [p for p in paths if p in outcome.warnings]
         stderr.write(f"rtmer: {len(warned)} of {n} files analysed with a warning (truncated?): "
                      f"{', '.join(warned)}\n")
+    if outcome.model_failures:
+        failing = [p for p in paths if p in outcome.model_failures]
+        hops = sum(outcome.model_failures[p][0] for p in failing)
+        each = ", ".join(f"{p} {outcome.model_failures[p][0]} of {outcome.model_failures[p][1]}" for p in failing)
+        stderr.write(f"rtmer: the model failed on {hops} hop{'s' if hops != 1 else ''} (raw 0, status 'failed' in "
+                     f"their rows): {each}\n")
+    if outcome.nonfinite:
+        bad = [p for p in paths if p in outcome.nonfinite]
+        stderr.write("rtmer: non-finite samples (NaN, inf) replaced by 0: "
+                     f"{', '.join(f'{p} {outcome.nonfinite[p]}' for p in bad)}\n")
     if not_done:
         stderr.write(f"rtmer: interrupted; {len(not_done)} of {n} files not done, nothing written for them: "
                      f"{', '.join(not_done)}\n")
     if not job.quiet:
-        speed = f", {processed / elapsed:.0f}x real time" if elapsed > 0 and processed else ""
+        speed = f", {processed / elapsed:.0f}x real time" if elapsed > 0 and processed and done else ""
         where = f" to {job.output_dir}" if job.output_dir else (f" to {job.output}" if job.output else "")
         stderr.write(f"rtmer: analysed {len(done)} of {n} file{'s' if n != 1 else ''}{where}, "
                      f"{_amount(audio_seconds)} of audio in {elapsed:.1f} s{speed}\n")
     stderr.flush()
     if not_done:
         return EXIT_INTERRUPTED
-    return EXIT_INPUT_FAILED if outcome.failed or outcome.warnings else EXIT_OK
+    return EXIT_INPUT_FAILED if outcome.failed or outcome.warnings or outcome.model_failures else EXIT_OK

@@ -4,7 +4,8 @@ Exit codes
 ----------
 0    ok
 1    some inputs failed (an unreadable file, a stream that broke, a truncated file: analysed
-     as far as it goes); the rest were processed. Also: stdout's reader went away
+     as far as it goes); the rest were processed. Also: stdout's reader went away, an ``-o``
+     special file refused the data, ``analyze`` had hops the model failed on (flagged)
 2    usage or configuration error (bad flag, bad config file, bad value, an output that cannot
      be written: checked before anything is analysed; ``--plot`` without matplotlib, the
      ``plot`` extra)
@@ -22,6 +23,7 @@ on the command line wins over the file, which wins over the built-in default. Se
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import math
@@ -591,31 +593,42 @@ def _cmd_analyze(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
             raise ConfigError(f"{' and '.join(given)} only {'applies' if len(given) == 1 else 'apply'} with "
                               "--format (raw PCM on stdin); without it stdin holds a file format, which says its "
                               "own rate and channels")
-    check_outputs(output=args.output, output_dir=args.output_dir, inputs=args.files)
-    if args.plot:
-        from rtmer.plot import check_plot
-
-        check_plot(args.plot, list(args.files))  # matplotlib installed, the image writable
     pcm = None
     if args.pcm_format is not None:  # raw PCM on stdin; else stdin holds a file format
-        pcm = (str(s["pcm_format"]), int(s["pcm_rate"]), int(s["pcm_channels"]))
-    job = AnalyzeJob(files=list(args.files), out_format=args.out_format, output=args.output,
-                     output_dir=args.output_dir, pcm=pcm, progress=args.progress, quiet=args.quiet,
-                     plot=args.plot)
-    engine = _engine(s)
-    stop = threading.Event()
-    from rtmer.signals import stop_on_signals
+        from rtmer.sources import check_layout
 
-    with stop_on_signals(stop):
-        return run_analysis(engine, job, stdout=stdout, stderr=stderr, stop=stop)
+        check_layout(rate=s["pcm_rate"], channels=s["pcm_channels"], what="stdin ")
+        pcm = (str(s["pcm_format"]), int(s["pcm_rate"]), int(s["pcm_channels"]))
+    if "-" in args.files and sys.stdin is None:
+        raise ConfigError("FILE '-' reads stdin, which is closed; give a file's path, or pipe audio in")
+    if not args.output_dir and args.output in (None, "-") and getattr(stdout, "closed", False):
+        raise ConfigError("stdout is closed, and the analysis goes there; give -o PATH or --output-dir DIR")
+    target = check_outputs(output=args.output, output_dir=args.output_dir, inputs=args.files)
+    try:
+        if args.plot:
+            from rtmer.plot import check_plot
+
+            check_plot(args.plot, list(args.files))  # matplotlib installed, the image writable
+        job = AnalyzeJob(files=list(args.files), out_format=args.out_format, output=args.output,
+                         output_dir=args.output_dir, pcm=pcm, progress=args.progress, quiet=args.quiet,
+                         plot=args.plot, target=target)
+        engine = _engine(s)
+        stop = threading.Event()
+        from rtmer.signals import stop_on_signals
+
+        with stop_on_signals(stop):
+            return run_analysis(engine, job, stdout=stdout, stderr=stderr, stop=stop)
+    finally:
+        if target is not None:
+            target.close()
 
 
 def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Entry point of the ``rtmer`` command; returns the exit code (see the module doc)."""
     from rtmer.signals import hold_stop_signals
 
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
+    out = stdout or sys.stdout or _closed_stream()  # stdout closed (>&-): writes fail as on a closed pipe
+    err = stderr or sys.stderr or open(os.devnull, "w", encoding="utf-8")  # stderr closed (2>&-): say nothing
     try:
         with hold_stop_signals():  # until the command is ready for them (rtmer.signals)
             code = _main(argv, out, err)
@@ -627,6 +640,13 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
         code = EXIT_INTERRUPTED
     _settle_stdout(out)
     return code
+
+
+def _closed_stream() -> TextIO:
+    """A closed text stream: what stdout is when the shell closed it (``>&-``), for which Python gives None."""
+    stream = io.StringIO()
+    stream.close()
+    return stream
 
 
 def _settle_stdout(out: TextIO) -> None:

@@ -477,6 +477,7 @@ def _to_update(obj: dict[str, Any]) -> Update | None:
         valence_raw=valence_raw,
         arousal_raw=arousal_raw,
         mood=mood,
+        status=status if isinstance(status := obj.get("status", "ok"), str) else "ok",
     )
 
 

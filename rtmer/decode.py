@@ -36,8 +36,8 @@ from typing import IO, BinaryIO
 
 import numpy as np
 
-from rtmer.errors import AudioInputError
-from rtmer.sources import PacedInput, open_file
+from rtmer.errors import AudioInputError, ConfigError
+from rtmer.sources import PacedInput, check_layout, open_file, quiet_native_stderr
 
 FFMPEG_HINT = (
     "libsndfile reads wav, flac, ogg, aiff and mp3; for m4a/AAC and other formats install ffmpeg "
@@ -58,7 +58,8 @@ def soundfile_error(path: str | Path) -> str | None:
     import soundfile
 
     try:
-        soundfile.info(str(path))
+        with quiet_native_stderr(str(path)):
+            soundfile.info(str(path))
     except Exception as exc:  # soundfile.LibsndfileError, RuntimeError, ...
         return str(exc) or type(exc).__name__
     return None
@@ -69,7 +70,8 @@ def duration_seconds(path: str | Path) -> float | None:
     import soundfile
 
     try:
-        info = soundfile.info(str(path))
+        with quiet_native_stderr(str(path)):
+            info = soundfile.info(str(path))
     except Exception:
         return None
     frames, rate = int(info.frames), int(info.samplerate)
@@ -128,6 +130,8 @@ class _FfmpegReader:
             self.close()
             raise
         self._frame_bytes = 4 * self.channels
+        self._delivered = 0  # frames read [count]
+        self._damaged = ""  # why ffmpeg stopped part way, once it has
 
     def _stderr_tail(self) -> str:
         try:
@@ -175,14 +179,28 @@ class _FfmpegReader:
             raise self._failure("ffmpeg's output ends inside its header")
         return int(rate), int(channels)
 
+    def at_end(self, frames: int) -> str | None:
+        """Why the stream ended early, or None: ffmpeg failed after some audio, or exited 0 but reported
+        errors (a truncated or damaged file), as ``rtmer.sources.open_file`` says it for libsndfile's."""
+        tail = self._stderr_tail()
+        said = self._damaged or (f"ffmpeg: {tail}" if tail else "")
+        if not said:
+            return None
+        return (f"is truncated or damaged: decoding stopped at {frames / self.rate:.2f} s ({said}); "
+                "what is there was analysed")
+
     def read(self, frames: int) -> np.ndarray:
-        """Up to ``frames`` frames; fewer only at the end. Raises if ffmpeg failed part way."""
+        """Up to ``frames`` frames; fewer only at the end. Raises if ffmpeg failed before any audio."""
         raw = self._read_exactly(frames * self._frame_bytes)
         usable = len(raw) - len(raw) % self._frame_bytes
         if usable < frames * self._frame_bytes:  # the end: did ffmpeg finish or fail?
             code = self._proc.wait()
             if code != 0:
-                raise self._failure("decoding failed")
+                failure = self._failure("decoding failed")
+                if not self._delivered and not usable:
+                    raise failure
+                self._damaged = failure.reason.removeprefix("decoding failed (").removesuffix(")")
+        self._delivered += usable // self._frame_bytes
         data = np.frombuffer(raw[:usable], dtype=">f4").astype(np.float32).reshape(-1, self.channels)
         return data
 
@@ -218,23 +236,37 @@ def open_ffmpeg(
     if channels is not None and max(channels) >= reader.channels:
         reader.close()
         raise AudioInputError(label, f"has {reader.channels} channels; channel {max(channels) + 1} was asked for")
+    try:
+        check_layout(rate=reader.rate, channels=reader.channels, what="its ")
+    except ConfigError as exc:
+        reader.close()
+        raise AudioInputError(label, f"cannot be analysed: {exc}") from None
     return PacedInput(f"file {label}", stream, read=reader.read, rate=reader.rate, model_rate=model_rate,
-                      channels=channels, realtime=realtime, on_close=reader.close)
+                      channels=channels, realtime=realtime, on_close=reader.close, at_end=reader.at_end)
 
 
 class SpooledStdin:
     """stdin read to its end into a temporary file; ``close`` removes it.
 
     libsndfile needs to seek, which a pipe cannot; so an encoded stream on stdin is
-    copied first. ``path`` is the copy, ``bytes`` its size.
+    copied first. ``path`` is the copy, ``bytes`` its size. Raises ``AudioInputError``
+    when the copy cannot be made (the temporary folder full or not writable), naming the
+    folder and ``TMPDIR``.
     """
 
     def __init__(self, source: BinaryIO | None = None) -> None:
         src = source or sys.stdin.buffer
-        fd, self.path = tempfile.mkstemp(prefix="rtmer-stdin-")
+        folder = tempfile.gettempdir()
+        try:
+            fd, self.path = tempfile.mkstemp(prefix="rtmer-stdin-")
+        except OSError as exc:
+            raise AudioInputError("stdin", _spool_failure(folder, exc)) from None
         try:
             with os.fdopen(fd, "wb") as f:
                 shutil.copyfileobj(src, f, 1 << 20)
+        except OSError as exc:
+            os.unlink(self.path)
+            raise AudioInputError("stdin", _spool_failure(folder, exc)) from None
         except BaseException:
             os.unlink(self.path)
             raise
@@ -245,6 +277,11 @@ class SpooledStdin:
             os.unlink(self.path)
         except OSError:
             pass
+
+
+def _spool_failure(folder: str, exc: OSError) -> str:
+    return (f"cannot be copied to a temporary file in {folder!r} ({exc.strerror or exc}), which a file format on "
+            "stdin needs (libsndfile seeks); point TMPDIR at a folder with room, or give the file's path")
 
 
 def open_stdin(*, stream: str, model_rate: int, source: BinaryIO | None = None) -> PacedInput:

@@ -8,7 +8,8 @@ For every call to ``Engine.process(hops)``:
 3. carry each stream's model state from hop to hop; reset it to the model's initial
    state for a new stream, a hop marked as a gap, a silent hop, or a non-finite result;
 4. smooth (One-Euro, EMA or none), label the mood with hysteresis, and return one
-   ``Update`` per hop, in input order within each round.
+   ``Update`` per hop, in input order within each round, its ``status`` flagging a gap
+   or a model failure.
 
 Silence is defined: a hop whose RMS is below ``silence_db`` [dBFS] yields raw
 valence = arousal = 0 (the model's output is not used) and resets the model state, so
@@ -234,6 +235,7 @@ class Engine:
                     valence_raw=float(raw[0]),
                     arousal_raw=float(raw[1]),
                     mood=s.mood.process(valence, arousal),
+                    status="failed" if not ok else ("gap" if hop.gap else "ok"),
                 )
             )
             s.seq += 1

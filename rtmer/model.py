@@ -203,6 +203,10 @@ class StreamingModel:
 
         path = resolve_model(path)
         self.path = str(path)
+        if Path(path).is_dir():
+            raise ModelContractError(self.path, "is a folder; expected an .onnx file (or default, large)")
+        if Path(path).exists() and not Path(path).is_file():
+            raise ModelContractError(self.path, "is not a regular file; expected an .onnx file")
         if not Path(path).is_file():
             raise ModelContractError(self.path, "file does not exist")
         options = ort.SessionOptions()

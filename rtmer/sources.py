@@ -30,7 +30,10 @@ import os
 import re
 import select
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +53,22 @@ FILE_BLOCK_SECONDS = 0.1  # files and generators are read in blocks of this leng
 RING_SECONDS = 4.0  # live ring capacity [s]
 START_SECONDS = 5.0  # longest wait for a freshly opened device's first audio [s] (see LiveInput)
 PCM_FORMATS: dict[str, np.dtype[Any]] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4"), "s32le": np.dtype("<i4")}
+MIN_RATE = 1000  # lowest input sample rate accepted [Hz]: a 1 Hz rate made 2 MB of PCM into GBs at the model's rate
+MAX_RATE = 768_000  # highest [Hz]
+MAX_CHANNELS = 64  # most input channels accepted (as ffmpeg's AU reader in rtmer.decode)
+SAMPLE_LIMIT = 1e6  # |sample| beyond this is clipped before the downmix and resampler, which would overflow float32
+PCM_POLL_SECONDS = 10.0  # most raw PCM one poll of PcmInput reads [s of audio]
+
+
+def check_layout(*, rate: object, channels: object, what: str = "") -> None:
+    """Refuse a sample ``rate`` [Hz] or ``channels`` count outside the bounds above (``ConfigError`` naming them).
+
+    ``what`` prefixes the value's name (``"stdin "``, a file's name).
+    """
+    if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:
+        raise ConfigError(f"{what}rate={rate!r} must be an integer in {MIN_RATE}..{MAX_RATE} [Hz]")
+    if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
+        raise ConfigError(f"{what}channels={channels!r} must be an integer in 1..{MAX_CHANNELS}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +151,8 @@ class MonoResampler:
         if not finite.all():
             self._nonfinite += int(x.size - np.count_nonzero(finite))
             x = np.where(finite, x, np.float32(0.0))
+        if x.size and float(np.max(np.abs(x))) > SAMPLE_LIMIT:  # finite, but the mean or soxr would overflow to inf
+            x = np.clip(x, -SAMPLE_LIMIT, SAMPLE_LIMIT)
         if x.ndim == 1:
             return x
         return x[:, 0].copy() if x.shape[1] == 1 else x.mean(axis=1, dtype=np.float32)
@@ -460,7 +481,10 @@ class PacedInput:
         channels: Sequence[int] | None = None,
         realtime: bool,
         on_close: Callable[[], None] | None = None,
+        at_end: Callable[[int], str | None] | None = None,
     ) -> None:
+        """``at_end(frames read)``, called when the reader runs out, says why the input
+        ended early (a truncated file), or None; it becomes ``warning``."""
         self.name = name
         self.streams = [stream]
         self.stream = stream
@@ -474,8 +498,11 @@ class PacedInput:
         self._read = read
         self._converter = MonoResampler(in_rate=rate, out_rate=model_rate, channels=channels)
         self._on_close = on_close
+        self._at_end = at_end
         self._t0: float | None = None
         self._blocks = 0
+        self.frames_read = 0
+        """Frames the reader gave [count]."""
 
     def start(self) -> None:
         self._t0 = time.monotonic()
@@ -513,11 +540,14 @@ class PacedInput:
                     break
             frames = read.pop(0)
             self._blocks += 1
+            self.frames_read += frames.shape[0]
             if frames.shape[0]:
                 out.append(self._converter.process(frames))
             if frames.shape[0] < self.block_frames:
                 out.append(self._converter.flush())
                 self.finished = True
+                if self._at_end is not None:
+                    self.warning = self._at_end(self.frames_read) or self.warning
         bad = self._converter.take_nonfinite()
         if not out and not bad:
             return []
@@ -574,16 +604,46 @@ def open_file(
     if not Path(p).is_file():
         raise AudioInputError(p, _missing_file(Path(p)))
     try:
-        f = soundfile.SoundFile(p)
+        with quiet_native_stderr(p):
+            f = soundfile.SoundFile(p)
     except Exception as exc:  # soundfile.LibsndfileError, RuntimeError, ...
         raise AudioInputError(p, f"cannot read as audio ({exc})") from exc
     if channels is not None and max(channels) >= f.channels:
         f.close()
         raise AudioInputError(p, f"has {f.channels} channels; channel {max(channels) + 1} was asked for")
+    try:
+        check_layout(rate=int(f.samplerate), channels=int(f.channels), what="its ")
+    except ConfigError as exc:
+        f.close()
+        raise AudioInputError(p, f"cannot be analysed: {exc}") from None
+    rate = int(f.samplerate)
+    declared = int(f.frames) if 0 < int(f.frames) < 2**62 else 0
+    header = truncation(f) or ogg_truncation(p, f)
+    damaged: list[str] = []  # why decoding stopped before the end, if it did
+    noisy = str(f.format) == "MP3"  # libmpg123 writes its warnings straight to fd 2
 
     def read(frames: int) -> np.ndarray:
-        data: np.ndarray = f.read(frames, dtype="float32", always_2d=True)
+        if damaged:
+            return np.zeros((0, f.channels), np.float32)
+        start = f.tell()
+        try:
+            with quiet_native_stderr(p) if noisy else _nothing():
+                data: np.ndarray = f.read(frames, dtype="float32", always_2d=True)
+        except Exception as exc:  # soundfile.LibsndfileError: a FLAC that "lost sync" where it was cut
+            damaged.append(str(exc).strip() or type(exc).__name__)
+            return _salvage(f, start, frames)
         return data
+
+    def at_end(got: int) -> str | None:
+        if damaged:
+            return (f"is truncated or damaged: decoding stopped at {got / rate:.2f} s of the {declared / rate:.2f} s "
+                    f"its header promises ({damaged[0]}); what is there was analysed")
+        if header:
+            return header
+        if declared - got > TRUNCATION_TOLERANCE * rate:
+            return (f"is truncated: its header promises {declared / rate:.2f} s of audio, the file holds "
+                    f"{got / rate:.2f} s; what is there was analysed")
+        return None
 
     inp = PacedInput(
         f"file {p}",
@@ -594,9 +654,98 @@ def open_file(
         channels=channels,
         realtime=realtime,
         on_close=f.close,
+        at_end=at_end,
     )
-    inp.warning = truncation(f)
+    inp.warning = header
     return inp
+
+
+TRUNCATION_TOLERANCE = 0.05  # audio short of what the header promises before a file counts as truncated [s]
+
+
+def _salvage(f: Any, start: int, frames: int) -> np.ndarray:
+    """After a read of ``frames`` from ``start`` failed: the frames before the failure, read again in small pieces."""
+    got: list[np.ndarray] = []
+    try:
+        f.seek(start)
+        while sum(len(g) for g in got) < frames:
+            piece: np.ndarray = f.read(min(1024, frames - sum(len(g) for g in got)), dtype="float32", always_2d=True)
+            got.append(piece)
+            if len(piece) == 0:
+                break
+    except Exception:  # noqa: BLE001 - the failure again: keep what came before it
+        pass
+    return np.concatenate(got) if got else np.zeros((0, f.channels), np.float32)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+@contextmanager
+def quiet_native_stderr(what: str) -> Iterator[None]:
+    """Catch what C libraries write straight to file descriptor 2 while this is active, and log it at debug level.
+
+    libmpg123 (through libsndfile) prints lines such as ``Warning: Xing stream size off
+    by more than 1%`` for a truncated MP3; rtmer reports the truncation itself, in its
+    own words. Only for the main thread's short decoder calls: anything else written to
+    stderr meanwhile is caught too. Does nothing when stderr is closed.
+    """
+    try:
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile(prefix="rtmer-stderr-") as cap:
+            os.dup2(cap.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                cap.seek(0)
+                said = cap.read().decode("utf-8", "replace").split("\n")
+                said = [line.strip() for line in said if line.strip()]
+                if said:
+                    log.debug("%s: the decoder said: %s", what, " / ".join(said))
+    finally:
+        os.close(saved)
+
+
+def ogg_truncation(path: str, f: Any) -> str | None:
+    """Why an Ogg file is truncated, or None: its last page must be whole and carry the end-of-stream mark.
+
+    libsndfile counts an Ogg file's frames from its last whole page, so a cut file looks
+    complete; only the pages show it.
+    """
+    if str(getattr(f, "format", "")) != "OGG":
+        return None
+    try:
+        with open(path, "rb") as g:
+            size = g.seek(0, os.SEEK_END)
+            g.seek(max(0, size - 65_536))
+            tail = g.read()
+    except OSError:
+        return None
+    at = tail.rfind(b"OggS")
+    if at < 0 or len(tail) - at < 27:
+        whole, eos = False, False
+    else:
+        segments = tail[at + 27 : at + 27 + tail[at + 26]]
+        length = 27 + tail[at + 26] + sum(segments)
+        whole = len(segments) == tail[at + 26] and at + length == len(tail)
+        eos = bool(tail[at + 5] & 0x04)
+    if whole and eos:
+        return None
+    rate = int(f.samplerate)
+    have = int(f.frames) / rate if rate > 0 else 0.0
+    return (f"is truncated: it ends {'inside a page' if not whole else 'without the end-of-stream mark'} after "
+            f"{have:.2f} s of audio; what is there was analysed")
 
 
 _SHOULD_BE = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
@@ -633,7 +782,8 @@ class PcmInput:
     """Raw interleaved PCM from a pipe (stdin by default), read without blocking.
 
     ``fmt`` is one of ``PCM_FORMATS`` (little-endian); ``rate`` [Hz] and ``channels``
-    describe the bytes. Partial frames are carried over between reads.
+    describe the bytes, within ``check_layout``'s bounds. Partial frames are carried
+    over between reads; one ``poll`` reads at most ``PCM_POLL_SECONDS`` of audio.
 
     Notes
     -----
@@ -656,10 +806,7 @@ class PcmInput:
     ) -> None:
         if fmt not in PCM_FORMATS:
             raise ConfigError(f"format={fmt!r} must be one of {', '.join(PCM_FORMATS)}")
-        if not isinstance(rate, int) or rate <= 0:
-            raise ConfigError(f"rate={rate!r} must be a positive integer [Hz]")
-        if not isinstance(channels, int) or channels <= 0:
-            raise ConfigError(f"channels={channels!r} must be a positive integer")
+        check_layout(rate=rate, channels=channels)
         if pick is not None and max(pick) >= channels:
             raise ConfigError(f"stdin has {channels} channels; channel {max(pick) + 1} was asked for")
         self.name = "stdin"
@@ -674,6 +821,7 @@ class PcmInput:
         self._fd = (source or sys.stdin.buffer).fileno()
         self._pending = b""
         self._converter = MonoResampler(in_rate=rate, out_rate=model_rate, channels=pick)
+        self._poll_bytes = max(1, int(PCM_POLL_SECONDS * rate)) * self._frame_bytes
         self.bytes_read = 0
 
     def start(self) -> None:
@@ -695,11 +843,12 @@ class PcmInput:
     def poll(self) -> list[Block]:
         chunks = [self._pending] if self._pending else []
         eof = False
-        for _ in range(64):
+        room = self._poll_bytes  # one poll's audio is bounded, so its resampled size and its time are too
+        while room > 0:
             if not self._readable():
                 break
             try:
-                data = os.read(self._fd, 1 << 16)
+                data = os.read(self._fd, min(1 << 16, room))
             except BlockingIOError:  # a descriptor someone else made non-blocking
                 break
             except OSError as exc:
@@ -711,6 +860,7 @@ class PcmInput:
                 break
             chunks.append(data)
             self.bytes_read += len(data)
+            room -= len(data)
         raw = b"".join(chunks)
         usable = len(raw) - len(raw) % self._frame_bytes
         self._pending = raw[usable:]

@@ -35,7 +35,7 @@ from rtmer.update import Update
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("time_s", "valence", "arousal", "valence_raw", "arousal_raw", "mood", "stream", "seq")
+CSV_COLUMNS = ("time_s", "valence", "arousal", "valence_raw", "arousal_raw", "mood", "stream", "seq", "status")
 
 
 def _finite(x: float) -> float | None:
@@ -48,7 +48,9 @@ def update_to_dict(update: Update) -> dict[str, Any]:
     """The WebSocket ``va`` message for one update.
 
     ``t`` is the stream time [s] at the end of the hop; ``time`` the unix time [s] of the
-    estimate; ``valence``/``arousal`` smoothed and ``raw`` unsmoothed, in [-1, 1].
+    estimate; ``valence``/``arousal`` smoothed and ``raw`` unsmoothed, in [-1, 1];
+    ``status`` is ``ok``, ``gap`` or ``failed`` (see ``Update``; added last, so readers of
+    the older shape keep working).
     A non-finite value becomes ``None`` so the result is always valid JSON.
     """
     return {
@@ -61,6 +63,7 @@ def update_to_dict(update: Update) -> dict[str, Any]:
         "arousal": _finite(update.arousal),
         "raw": {"valence": _finite(update.valence_raw), "arousal": _finite(update.arousal_raw)},
         "mood": update.mood,
+        "status": update.status,
     }
 
 
@@ -80,6 +83,7 @@ def csv_row(update: Update) -> list[str]:
         update.mood,
         update.stream,
         str(int(update.seq)),
+        update.status,
     ]
 
 
@@ -259,8 +263,9 @@ class NdjsonSink(_LineSink):
 class CsvSink(_LineSink):
     """Writes a CSV header, then one row per update, flushed at once.
 
-    Columns: ``time_s,valence,arousal,valence_raw,arousal_raw,mood,stream,seq`` where
-    ``time_s`` is ``update.t``, the end of the hop [s] in stream time. Floats are written
+    Columns: ``time_s,valence,arousal,valence_raw,arousal_raw,mood,stream,seq,status`` where
+    ``time_s`` is ``update.t``, the end of the hop [s] in stream time, and ``status`` flags
+    a gap or a model failure (``Update.status``). Floats are written
     with ``repr`` (shortest string that parses back to the same float), so reading the
     file gives back exactly the values that were published. ``queue_size`` as in
     ``NdjsonSink``. ``close()`` flushes but does not close ``file``.

@@ -13,6 +13,9 @@ class Update:
     ``t`` is the stream time [s] at the end of the hop, counted from the stream's
     first sample; ``time`` is the wall-clock unix time [s] when the estimate was made.
     ``valence``/``arousal`` are smoothed, ``*_raw`` are the model's output, all in [-1, 1].
+    ``status`` flags a hop whose values are not a plain estimate: ``ok``; ``gap`` (audio
+    was lost before this hop and the stream's state restarted); ``failed`` (the model
+    failed on this hop: raw 0, counted in ``StreamStats.model_failures``).
     """
 
     stream: str
@@ -24,6 +27,7 @@ class Update:
     valence_raw: float
     arousal_raw: float
     mood: str
+    status: str = "ok"
 
 
 class Sink(Protocol):

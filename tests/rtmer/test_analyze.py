@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import cli, read_csv, stderr_until
+from conftest import cli, music_like, read_csv, stderr_until, tone
 from rtmer.analyze import dedupe, output_names
 from rtmer.cli import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
@@ -210,3 +212,260 @@ def test_an_output_that_is_one_of_the_inputs_is_refused(clip: Path, tmp_path: Pa
         assert f"--output={output!r} is the input {str(song)!r}; expected another file" in err
         assert out == "" and "analysed" not in err
     assert song.read_bytes() == clip.read_bytes()
+
+
+# ---- what -o names is respected -------------------------------------------------------------
+def _mknod_char(path: Path) -> None:
+    """A character device like /dev/null (1, 3) at ``path``; skips when mknod is not permitted."""
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except (PermissionError, OSError) as exc:
+        pytest.skip(f"mknod is not permitted here ({exc})")
+
+
+def test_o_streams_into_a_device_and_is_never_replaced(tiny: Path, tiny_wav: Path, tmp_path: Path) -> None:
+    dev = tmp_path / "fakenull"
+    _mknod_char(dev)
+    code, out, err = cli("analyze", str(tiny_wav), "-o", str(dev), "--model", str(tiny))
+    assert code == EXIT_OK, err
+    assert stat.S_ISCHR(os.lstat(dev).st_mode) and os.major(os.lstat(dev).st_rdev) == 1  # still the device
+    assert not list(tmp_path.glob(".*rtmer-partial"))
+
+
+def test_o_streams_into_a_fifo_whose_reader_gets_the_analysis(tiny: Path, tiny_wav: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the reader is there first, as `cat f > got &`
+    try:
+        code, out, err = cli("analyze", str(tiny_wav), "-o", str(fifo), "--model", str(tiny))
+        os.set_blocking(reader, True)
+        got = b""
+        while chunk := os.read(reader, 1 << 16):
+            got += chunk
+    finally:
+        os.close(reader)
+    assert code == EXIT_OK, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    rows = read_csv(got.decode())
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
+
+
+def test_o_follows_a_symlink_and_keeps_it(tiny: Path, tiny_wav: Path, tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    link = tmp_path / "l.csv"
+    link.symlink_to(Path("sub") / "t.csv")  # relative, and the target does not exist yet
+    code, out, err = cli("analyze", str(tiny_wav), "-o", str(link), "--model", str(tiny))
+    assert code == EXIT_OK, err
+    assert link.is_symlink() and len(read_csv((tmp_path / "sub" / "t.csv").read_text())) == 6
+
+
+def test_o_into_a_pipe_through_proc_loses_nothing(tiny: Path, tiny_wav: Path, tmp_path: Path) -> None:
+    """`-o >(gzip > x.gz)` names /dev/fd/63: a magic link to a pipe, under /proc."""
+    r, w = os.pipe()
+    link = tmp_path / "fd"
+    link.symlink_to(f"/proc/self/fd/{w}")
+    try:
+        code, out, err = cli("analyze", str(tiny_wav), "-o", str(link), "--model", str(tiny))
+        os.close(w)
+        w = -1
+        with os.fdopen(r, "rb") as f:
+            got = f.read().decode()
+    finally:
+        if w >= 0:
+            os.close(w)
+    assert code == EXIT_OK, err
+    assert link.is_symlink() and len(read_csv(got)) == 6
+
+
+def test_o_into_a_device_that_fails_is_exit_1_and_said(tiny: Path, tiny_wav: Path) -> None:
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    code, out, err = cli("analyze", str(tiny_wav), "-o", "/dev/full", "--model", str(tiny))
+    assert code == EXIT_INPUT_FAILED, err
+    assert "cannot write '/dev/full' (character device) (No space left on device)" in err
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_o_on_a_read_only_filesystem_says_so(tiny: Path, tiny_wav: Path, tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        for args in (["-o", str(ro / "x.csv")], ["--output-dir", str(ro / "out")]):
+            code, out, err = cli("analyze", str(tiny_wav), *args, "--model", str(tiny))
+            assert code == EXIT_USAGE, err
+            assert "read-only filesystem" in err and "permission denied" not in err, err
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+
+
+# ---- every gap counted and flagged ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.onnx")
+
+
+@pytest.fixture(scope="module")
+def tiny_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 s at the tiny model's 16 kHz: six hops."""
+    path = tmp_path_factory.mktemp("audio") / "a.wav"
+    sf.write(path, music_like(3.0, 16000, seed=3), 16000, subtype="FLOAT")
+    return path
+
+
+@pytest.fixture(scope="module")
+def flaky(tiny: Path) -> Path:
+    """The tiny model, but its output is NaN for a hop whose peak is above 0.5."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(tiny))
+    g = model.graph
+    for node in g.node:
+        if node.output[0] == "va":
+            node.output[0] = "va_ok"
+    g.initializer.append(numpy_helper.from_array(np.array(0.5, np.float32), "limit"))
+    g.initializer.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
+    g.node.extend([helper.make_node("Sub", ["limit", "peak"], ["room"]),
+                   helper.make_node("Log", ["room"], ["nan_if_loud"]),  # log of a negative number: NaN
+                   helper.make_node("Mul", ["nan_if_loud", "zero"], ["poison"]),
+                   helper.make_node("Add", ["va_ok", "poison"], ["va"])])
+    path = tiny.with_name("flaky.onnx")
+    onnx.save(model, str(path))
+    return path
+
+
+def test_hops_the_model_fails_on_are_flagged_counted_and_exit_1(flaky: Path, tmp_path: Path) -> None:
+    """16 of 120 hops loud enough to fail: each row says so, the summary counts them, exit 1."""
+    loud = {i for i in range(120) if i % 8 == 3} | {0}
+    assert len(loud) == 16
+    x = np.concatenate([tone(440, 0.5, 16000, amplitude=0.9 if i in loud else 0.2) for i in range(120)])
+    wav = tmp_path / "long.wav"
+    sf.write(wav, x, 16000, subtype="FLOAT")
+    for fmt in ("csv", "json"):
+        code, out, err = cli("analyze", str(wav), "--to", fmt, "--model", str(flaky))
+        assert code == EXIT_INPUT_FAILED, err
+        rows = read_csv(out) if fmt == "csv" else json.loads(out)["files"][0]["updates"]
+        assert len(rows) == 120
+        assert {i for i, r in enumerate(rows) if r["status"] == "failed"} == loud
+        assert {r["status"] for i, r in enumerate(rows) if i not in loud} == {"ok"}
+        assert f"the model failed on 16 hops (raw 0, status 'failed' in their rows): {wav} 16 of 120" in err
+
+
+def test_non_finite_samples_are_counted_and_huge_finite_ones_are_not(tiny: Path, tmp_path: Path) -> None:
+    x = np.stack([music_like(3.0, 16000, seed=4)] * 2, axis=1)
+    x[100:112, 0] = np.nan
+    x[5000:5003, 1] = np.inf
+    x[20000:22000] = 3.4e38  # finite: it used to overflow in the downmix and count 16,000 a hop
+    wav = tmp_path / "bad.wav"
+    sf.write(wav, x, 16000, subtype="FLOAT")
+    code, out, err = cli("analyze", str(wav), "--model", str(tiny))
+    assert code == EXIT_OK, err
+    assert f"non-finite samples (NaN, inf) replaced by 0: {wav} 15" in err
+    assert len(read_csv(out)) == 6
+
+
+@pytest.mark.parametrize("ext", ["flac", "ogg", "mp3", "wav"])
+def test_every_decoder_reports_a_truncated_file_the_same_way(tiny: Path, tmp_path: Path, ext: str,
+                                                              capfd: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    whole = tmp_path / f"n.{ext}"
+    sf.write(whole, (0.1 * rng.standard_normal((16000 * 6, 2))).astype(np.float32), 16000)
+    cut = tmp_path / f"t.{ext}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    code, out, err = cli("analyze", str(cut), "--model", str(tiny))
+    assert code == EXIT_INPUT_FAILED, err
+    assert re.search(rf"WARNING file .*t\.{ext}: is truncated.*; what is there was analysed", err), err
+    assert 4 <= len(read_csv(out)) <= 7  # about half of the 12 hops: what is there
+    assert capfd.readouterr().err == ""  # no raw libmpg123 lines on the real stderr
+    code, out, err = cli("analyze", str(whole), "--model", str(tiny))
+    assert code == EXIT_OK and "truncated" not in err and len(read_csv(out)) == 12, err
+
+
+def test_a_file_truncated_while_it_is_read_is_warned(tmp_path: Path) -> None:
+    from rtmer.sources import open_file
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, music_like(20.0, 16000, seed=5), 16000)
+    inp = open_file(wav, stream="a", model_rate=16000)
+    inp.start()
+    first = inp.poll()  # the first 6.4 s (64 blocks)
+    os.truncate(wav, 44 + 2 * 16000 * 10)  # 10 s left of 20
+    samples = sum(b.samples.shape[0] for b in first)
+    while not inp.finished:
+        samples += sum(b.samples.shape[0] for b in inp.poll())
+    inp.close()
+    assert samples < 16000 * 11
+    assert inp.warning and "is truncated: its header promises 20.00 s of audio, the file holds 10.00 s" in inp.warning
+
+
+# ---- no tracebacks, and limits on input --------------------------------------------------------
+def test_stdin_that_cannot_be_spooled_is_named(tiny: Path) -> None:
+    """A full temporary folder, made real with a file size limit: copyfileobj's OSError, not a traceback."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    proc = subprocess.run([sys.executable, "-m", "rtmer", "analyze", "-", "--model", str(tiny)],
+                          input=b"RIFF" + bytes(1_000_000), capture_output=True, cwd=REPO, preexec_fn=limit,
+                          timeout=60)
+    err = proc.stderr.decode()
+    assert proc.returncode == EXIT_INPUT_FAILED and "Traceback" not in err, err
+    assert "stdin" in err and "cannot be copied to a temporary file in" in err and "TMPDIR" in err, err
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr", "stdin"])
+def test_closed_standard_streams_give_no_traceback(tiny: Path, tiny_wav: Path, closed: str) -> None:
+    redirect = {"stdout": ">&-", "stderr": "2>&-", "stdin": "<&-"}[closed]
+    files = "-" if closed == "stdin" else f"'{tiny_wav}'"
+    script = f"exec '{sys.executable}' -m rtmer analyze {files} --model '{tiny}' {redirect}"
+    proc = subprocess.run(["sh", "-c", script], capture_output=closed != "stdout",
+                          stderr=subprocess.PIPE if closed == "stdout" else None, cwd=REPO, timeout=60)
+    err = (proc.stderr or b"").decode()
+    if closed == "stderr":
+        assert proc.returncode == EXIT_OK and len(read_csv(proc.stdout.decode())) == 6
+        return
+    assert proc.returncode == EXIT_USAGE and "Traceback" not in err, err
+    assert ("stdout is closed" if closed == "stdout" else "stdin, which is closed") in err and "analysed" not in err
+
+
+@pytest.mark.parametrize(("flag", "value", "expected"),
+                         [("--rate", "1", r"stdin rate=1 must be an integer in 1000\.\.768000 \[Hz\]"),
+                          ("--rate", "10000000", r"rate=10000000 must be an integer in 1000\.\.768000"),
+                          ("--channels", "1000000000", r"stdin channels=1000000000 must be an integer in 1\.\.64"),
+                          ("--channels", "0", r"channels=0 must be an integer in 1\.\.64")])
+def test_raw_pcm_rate_and_channels_are_bounded(tmp_path: Path, flag: str, value: str, expected: str) -> None:
+    code, out, err = cli("analyze", "-", "--format", "s16le", flag, value, "--model", str(tmp_path / "none.onnx"))
+    assert code == EXIT_USAGE and re.search(expected, err), err  # before the (missing) model is loaded
+
+
+def test_a_model_folder_is_named_as_a_folder(tiny_wav: Path, tmp_path: Path) -> None:
+    code, out, err = cli("analyze", str(tiny_wav), "--model", str(tmp_path))
+    assert code == 3 and "is a folder; expected an .onnx file" in err and "does not exist" not in err, err
+
+
+def test_no_speed_when_no_file_was_analysed(tiny: Path, tiny_wav: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that fails after 2 s of audio: 0 analysed, so no "Nx real time" of nothing."""
+    import rtmer.decode
+    from rtmer.sources import PacedInput
+
+    def failing(path: str, *, stream: str, model_rate: int, realtime: bool = False) -> PacedInput:
+        left = [2]
+
+        def read(frames: int) -> np.ndarray:
+            left[0] -= 1
+            if left[0] < 0:
+                raise OSError("Input/output error")
+            return np.full((frames, 1), 0.3, np.float32)
+
+        return PacedInput(f"file {path}", stream, read=read, rate=model_rate, model_rate=model_rate, realtime=False)
+
+    monkeypatch.setattr(rtmer.decode, "open_audio", failing)
+    code, out, err = cli("analyze", str(tiny_wav), "--model", str(tiny))
+    assert code == EXIT_INPUT_FAILED and "read failed after 2.00 s" in err, err
+    assert "analysed 0 of 1 file," in err and "real time" not in err, err

@@ -33,7 +33,7 @@ with open(os.environ["FAKE_FFMPEG_LOG"], "a") as log:
 src = args[args.index("-i") + 1].removeprefix("file:")
 data = open(src, "rb").read()
 kind = data[:8]
-if kind not in (b"FAKEAUD1", b"FAKEAUD2"):
+if kind not in (b"FAKEAUD1", b"FAKEAUD2", b"FAKEAUD3"):
     sys.stderr.write(src + ": Invalid data found when processing input\\n")
     sys.exit(1)
 rate, channels = struct.unpack("<II", data[8:16])
@@ -48,6 +48,10 @@ if kind == b"FAKEAUD2":  # fails half way
     out.flush()
     sys.stderr.write("Error while decoding stream #0:0: Invalid data found when processing input\\n")
     sys.exit(1)
+if kind == b"FAKEAUD3":  # a truncated file: ffmpeg stops where it ends, says so, and exits 0
+    out.write(body[: len(body) // 2])
+    sys.stderr.write("[mp3float @ 0x1] Header missing\\n")
+    sys.exit(0)
 out.write(body)
 '''
 
@@ -129,14 +133,19 @@ def test_what_ffmpeg_cannot_decode_is_named_with_its_message(fake_ffmpeg: Path, 
     assert "Invalid data found when processing input" in err
 
 
-def test_ffmpeg_failing_half_way_fails_that_file(fake_ffmpeg: Path, stereo: np.ndarray, tmp_path: Path) -> None:
-    half = write_fake(tmp_path / "half.m4a", stereo, 44100, kind=b"FAKEAUD2")
+@pytest.mark.parametrize(("kind", "said"), [(b"FAKEAUD2", "ffmpeg exited with 1: Error while decoding stream"),
+                                           (b"FAKEAUD3", "ffmpeg: [mp3float @ 0x1] Header missing")])
+def test_ffmpeg_stopping_half_way_is_a_truncation_like_libsndfiles(fake_ffmpeg: Path, stereo: np.ndarray,
+                                                                    tmp_path: Path, kind: bytes, said: str) -> None:
+    """Failing (exit 1) or not (exit 0, errors said): what came is analysed, with the same warning and exit 1."""
+    half = write_fake(tmp_path / "half.m4a", stereo, 44100, kind=kind)
     good = write_fake(tmp_path / "good.m4a", stereo, 44100)
     code, out, err = cli("analyze", str(half), str(good))
-    assert code == EXIT_INPUT_FAILED
-    assert "decoding failed (ffmpeg exited with 1: Error while decoding stream" in err
-    assert "1 of 2 files failed: " + str(half) in err
-    assert {row.split(",")[6] for row in out.splitlines()[1:]} == {str(good)}
+    assert code == EXIT_INPUT_FAILED, err
+    assert f"WARNING file {half}: is truncated or damaged: decoding stopped at 1.65 s ({said}" in err, err
+    assert "1 of 2 files analysed with a warning (truncated?): " + str(half) in err
+    rows = [row.split(",")[6] for row in out.splitlines()[1:]]
+    assert rows.count(str(good)) == 7 and rows.count(str(half)) == 4
 
 
 def test_stdin_in_a_format_only_ffmpeg_reads(

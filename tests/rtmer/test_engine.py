@@ -179,3 +179,29 @@ def test_framer_positions_padding_and_gaps() -> None:
 def test_bad_engine_options(model: StreamingModel) -> None:
     with pytest.raises(ConfigError, match=r"silence_db=3 must be a number <= 0 \[dBFS\]"):
         Engine(model, silence_db=3)
+
+
+def test_each_update_flags_a_gap_or_a_model_failure(tiny_model_path: Path) -> None:
+    """Rows of hops the model failed on used to look like any other raw (0, 0)."""
+    from rtmer.framing import Hop
+    from rtmer.model import StreamingModel
+
+    class Flaky:
+        def __init__(self) -> None:
+            self.inner = StreamingModel(tiny_model_path)
+            self.info, self.provider, self.calls = self.inner.info, self.inner.provider, 0
+
+        def initial_state(self, batch: int) -> np.ndarray:
+            return self.inner.initial_state(batch)
+
+        def step(self, audio: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            self.calls += 1
+            if self.calls == 3:
+                raise RuntimeError("boom")
+            return self.inner.step(audio, state)
+
+    engine = Engine(Flaky())
+    hop = engine.info.hop_samples
+    x = 0.3 * np.ones(hop, np.float32)
+    got = [engine.process([Hop("a", x, end_seconds=0.5 * (i + 1), gap=i == 1)])[0].status for i in range(4)]
+    assert got == ["ok", "gap", "failed", "ok"]

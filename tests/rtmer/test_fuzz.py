@@ -10,11 +10,15 @@ Bounded so that CI stays fast (well under a minute together) and deterministic
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import math
 import os
+import stat
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -266,3 +270,123 @@ def test_any_model_metadata_is_accepted_whole_or_refused_as_a_model_error(
 def test_a_config_error_is_a_config_error() -> None:
     """The fuzzers above rely on rtmer's errors being RtmerErrors; ConfigError is one."""
     assert issubclass(ConfigError, RtmerError) and ConfigError("x").args == ("x",)
+
+
+# ---- analyze -o: every kind of path, and closed standard streams --------------------------------------
+OUTPUT_KINDS = ["regular", "missing", "symlink", "dangling-symlink", "symlink-loop", "fifo", "char-device",
+                "proc-pipe", "directory", "read-only-dir", "missing-folder", "socket"]
+
+
+def _make_output(kind: str, root: Path) -> tuple[str, list[int]]:
+    """A path of ``kind`` under ``root``, and descriptors to close afterwards (a FIFO's or a pipe's reader)."""
+    import socket
+
+    p = root / "out.csv"
+    fds: list[int] = []
+    if kind == "regular":
+        p.write_text("old\n")
+    elif kind == "symlink":
+        (root / "t.csv").write_text("old\n")
+        p.symlink_to("t.csv")
+    elif kind == "dangling-symlink":
+        p.symlink_to("t.csv")
+    elif kind == "symlink-loop":
+        p.symlink_to("out.csv")
+    elif kind == "fifo":
+        os.mkfifo(p)
+        fds.append(os.open(p, os.O_RDONLY | os.O_NONBLOCK))
+    elif kind == "char-device":
+        try:
+            os.mknod(p, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except OSError as exc:
+            pytest.skip(f"mknod is not permitted here ({exc})")
+    elif kind == "proc-pipe":  # what `-o >(gzip > x.gz)` names: /dev/fd/63, a magic link under /proc
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        fds += [r, w]
+        p.symlink_to(f"/proc/self/fd/{w}")
+    elif kind == "directory":
+        p.mkdir()
+    elif kind == "read-only-dir":
+        (root / "ro").mkdir()
+        (root / "ro").chmod(0o555)
+        p = root / "ro" / "out.csv"
+    elif kind == "missing-folder":
+        p = root / "nope" / "out.csv"
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(p))
+        fds.append(s.detach())
+    return str(p), fds
+
+
+def _drain(fd: int) -> bytes:
+    got = b""
+    with contextlib.suppress(BlockingIOError, OSError):
+        while chunk := os.read(fd, 1 << 16):
+            got += chunk
+    return got
+
+
+@bounded(40)
+@given(kind=st.sampled_from(OUTPUT_KINDS), fmt=st.sampled_from(["csv", "json"]))
+def test_any_output_path_is_written_as_what_it_is_or_refused(tiny: dict[str, Path], kind: str, fmt: str) -> None:
+    """Never replaced when not a regular file; the analysis where it should be; a documented exit code."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        wav = root / "a.wav"
+        sf.write(wav, music_like(1.5, 16000, seed=1), 16000)
+        path, fds = _make_output(kind, root)
+        before = os.lstat(path).st_mode if os.path.lexists(path) else None
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            code = main(["analyze", str(wav), "-o", path, "--to", fmt, "--model", str(tiny["model"])], stdout=out,
+                        stderr=err)
+            got = _drain(fds[0]) if kind in ("fifo", "proc-pipe") else b""
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        text = err.getvalue()
+        assert "Traceback" not in text and out.getvalue() == ""
+        after = os.lstat(path).st_mode if os.path.lexists(path) else None
+        if before is not None:
+            assert stat.S_IFMT(after or 0) == stat.S_IFMT(before), f"{kind} was replaced"
+        expected = {"regular": EXIT_OK, "missing": EXIT_OK, "symlink": EXIT_OK, "dangling-symlink": EXIT_OK,
+                    "fifo": EXIT_OK, "char-device": EXIT_OK, "proc-pipe": EXIT_OK,
+                    "read-only-dir": EXIT_OK if os.access(root / "ro", os.W_OK) else EXIT_USAGE}.get(kind, EXIT_USAGE)
+        assert code == expected, text
+        if code != EXIT_OK:
+            assert text.startswith("rtmer: ") and "analysed" not in text  # refused before anything was analysed
+            return
+        written = got if got else (Path(path).read_bytes() if kind != "char-device" else b"")
+        if kind != "char-device":
+            doc = written.decode()
+            n = len(json.loads(doc)["files"][0]["updates"]) if fmt == "json" else len(doc.splitlines()) - 1
+            assert n == 3
+
+
+@bounded(12)
+@given(closed=st.sampled_from(["stdout", "stderr", "both"]), to_file=st.booleans())
+def test_closed_standard_streams_give_a_documented_exit_code(tiny: dict[str, Path], closed: str,
+                                                             to_file: bool) -> None:
+    """`>&-` and `2>&-`: Python gives None for the closed stream."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "a.wav"
+        sf.write(wav, music_like(1.0, 16000, seed=2), 16000)
+        target = ["-o", str(Path(tmp) / "x.csv")] if to_file else []
+        out, err = io.StringIO(), io.StringIO()
+        saved = sys.stdout, sys.stderr
+        sys.stdout = None if closed in ("stdout", "both") else out  # type: ignore[assignment]
+        sys.stderr = None if closed in ("stderr", "both") else err  # type: ignore[assignment]
+        try:
+            code = main(["analyze", str(wav), *target, "--model", str(tiny["model"])])
+        finally:
+            sys.stdout, sys.stderr = saved
+        if closed != "stderr" and not to_file:
+            assert code == EXIT_USAGE  # nowhere for the analysis to go: said before anything is analysed
+            assert closed == "both" or "stdout is closed" in err.getvalue()
+        else:
+            assert code == EXIT_OK, err.getvalue()
+            assert "Traceback" not in err.getvalue()
+            assert to_file or len(out.getvalue().splitlines()) == 3

@@ -517,3 +517,25 @@ def test_a_device_that_cannot_be_opened_again_is_retried_not_ended(
     assert [(b.gap, b.samples.shape[0]) for b in inp.poll()] == [(False, 480)]  # audio again
     assert inp.stats()["reopen_failures"] == 2
     inp.close()
+
+
+def test_pcm_rate_and_channels_are_bounded_and_one_poll_is_bounded() -> None:
+    """`--rate 1` turned 2 MB of stdin into GBs in one poll; `--channels 1000000000` gave 0 updates and exit 0."""
+    from rtmer.sources import MAX_CHANNELS, MAX_RATE, MIN_RATE
+
+    for rate, channels, expected in ((1, 2, r"rate=1 must be an integer in 1000\.\.768000 \[Hz\]"),
+                                     (MAX_RATE + 1, 2, r"rate=768001 must be an integer"),
+                                     (44100, 10**9, r"channels=1000000000 must be an integer in 1\.\.64"),
+                                     (44100, MAX_CHANNELS + 1, r"channels=65 must be")):
+        with pytest.raises(ConfigError, match=expected):
+            PcmInput("s", fmt="s16le", rate=rate, channels=channels, model_rate=16000)
+    r, w = os.pipe()
+    os.write(w, bytes(60_000))  # 30 s of mono s16 at the lowest rate: 480,000 samples at 16 kHz
+    os.close(w)
+    with os.fdopen(r, "rb") as src:
+        inp = PcmInput("s", fmt="s16le", rate=MIN_RATE, channels=1, model_rate=16000, source=src)
+        sizes = []
+        while not inp.finished:
+            sizes.append(sum(b.samples.shape[0] for b in inp.poll()))
+    assert max(sizes) <= 10 * 16000 + 200  # PCM_POLL_SECONDS of audio a poll, at most
+    assert abs(sum(sizes) - 30 * 16000) < 200

@@ -43,6 +43,7 @@ def test_update_to_dict_is_the_va_message() -> None:
         "arousal": -0.7123456789012345,
         "raw": {"valence": 1 / 3, "arousal": -2 / 7},
         "mood": "tense",
+        "status": "ok",
     }
 
 
@@ -79,7 +80,7 @@ def test_csv_header_and_exact_round_trip() -> None:
         assert float(row[0]) == u.t
         assert (float(row[1]), float(row[2])) == (u.valence, u.arousal)  # exact, not approx
         assert (float(row[3]), float(row[4])) == (u.valence_raw, u.arousal_raw)
-        assert row[5:] == [u.mood, u.stream, str(u.seq)]
+        assert row[5:] == [u.mood, u.stream, str(u.seq), u.status]
     assert sink.written == 5
 
 
