@@ -141,8 +141,8 @@ def _add_output_options(p: argparse.ArgumentParser, *, demo: bool = False) -> No
         "--display", action=argparse.BooleanOptionalAction, default=None,
         help="live one-line display per stream (default: when stdout is a terminal)",
     )
-    g.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds (default: run until the "
-                   "inputs end or Ctrl-C)")
+    g.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds of audio: every stream's "
+                   "updates up to S s (5: ten updates of 0.5 s) (default: run until the inputs end or Ctrl-C)")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):

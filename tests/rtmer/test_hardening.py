@@ -552,3 +552,21 @@ def test_child_processes_do_not_inherit_blocked_signals(audio: dict[str, Path], 
     code, _, err = cli("run", "--stream", str(audio["clip"]), "--no-realtime", "--ndjson", "--no-display")
     assert code == EXIT_OK, err
     assert seen and not seen[0] & {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+# ---- the second hardening issue: a process's start and end (rows 5, 6, 8, 13) ----------------------
+@pytest.mark.parametrize(("realtime", "seconds", "hops"), [
+    (True, 1.0, 2), (True, 2.5, 5), (True, 3.2, 6), (False, 0.3, 0), (False, 1.2, 2), (False, 3.0, 6),
+])
+def test_seconds_gives_every_hop_of_that_much_audio(
+    audio: dict[str, Path], realtime: bool, seconds: float, hops: int
+) -> None:
+    """Row 13: `--seconds 5` gave 9 updates, not 10. The clock started before the input, and the
+    resampler (a 44.1 kHz file) holds back a few milliseconds, so the hop ending at 5 s came
+    just after the run had stopped. Unpaced, `--seconds` stopped on the wall clock instead."""
+    pacing = "--realtime" if realtime else "--no-realtime"
+    code, out, err = cli("run", "--stream", str(audio["clip"]), pacing, "--seconds", str(seconds), "--ndjson",
+                         "--no-display")
+    assert code == EXIT_OK, err
+    assert [json.loads(line)["t"] for line in out.splitlines()] == [0.5 * (i + 1) for i in range(hops)]
+    assert f"{hops} updates" in err and "interrupted" not in err
