@@ -570,3 +570,39 @@ def test_seconds_gives_every_hop_of_that_much_audio(
     assert code == EXIT_OK, err
     assert [json.loads(line)["t"] for line in out.splitlines()] == [0.5 * (i + 1) for i in range(hops)]
     assert f"{hops} updates" in err and "interrupted" not in err
+
+
+# ---- the second hardening issue: a process's start and end (rows 5, 6, 8, 13) ----------------------
+@pytest.mark.parametrize(("realtime", "seconds", "hops"), [
+    (True, 1.0, 2), (True, 2.5, 5), (True, 3.2, 6), (False, 0.3, 0), (False, 1.2, 2), (False, 3.0, 6),
+])
+def test_seconds_gives_every_hop_of_that_much_audio(
+    audio: dict[str, Path], realtime: bool, seconds: float, hops: int
+) -> None:
+    """Row 13: `--seconds 5` gave 9 updates, not 10. The clock started before the input, and the
+    resampler (a 44.1 kHz file) holds back a few milliseconds, so the hop ending at 5 s came
+    just after the run had stopped. Unpaced, `--seconds` stopped on the wall clock instead."""
+    pacing = "--realtime" if realtime else "--no-realtime"
+    code, out, err = cli("run", "--stream", str(audio["clip"]), pacing, "--seconds", str(seconds), "--ndjson",
+                         "--no-display")
+    assert code == EXIT_OK, err
+    assert [json.loads(line)["t"] for line in out.splitlines()] == [0.5 * (i + 1) for i in range(hops)]
+    assert f"{hops} updates" in err and "interrupted" not in err
+
+
+@pytest.mark.parametrize("spec", ["my deck={clip}", "=file:{clip}", "deck 2=stdin"])
+def test_a_stream_id_that_is_not_one_is_named(audio: dict[str, Path], spec: str) -> None:
+    """Row 13: `--stream 'my deck=song.wav'` said "no such file 'my deck=song.wav'"."""
+    text = spec.format(clip=audio["clip"])
+    code, _, err = cli("run", "--stream", text, "--no-realtime", "--no-display")
+    ident = text.partition("=")[0]
+    assert code == EXIT_USAGE, err
+    assert f"the stream id {ident!r} (before '=') may hold only letters, digits, '_', '.' and '-'" in err
+
+
+def test_a_stream_id_that_is_not_one_is_named_in_a_config_file(audio: dict[str, Path], tmp_path: Path) -> None:
+    config = tmp_path / "rtmer.toml"
+    config.write_text(f'[input]\nstreams = ["my deck={audio["clip"]}"]\n')
+    code, _, err = cli("run", "--config", str(config), "--no-realtime", "--no-display")
+    assert code == EXIT_USAGE and "the stream id 'my deck'" in err, err
+
