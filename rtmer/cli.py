@@ -4,15 +4,17 @@ Exit codes
 ----------
 0    ok
 1    some inputs failed (an unreadable file, a stream that broke, a truncated file: analysed
-     as far as it goes); the rest were processed. Also: stdout's reader went away
+     as far as it goes, ``--stream stdin`` with stdin closed); the rest were processed. Also:
+     stdout's reader went away
 2    usage or configuration error (bad flag, bad config file, bad value, an output that cannot
-     be written: checked before anything is analysed; ``--plot`` without matplotlib, the
-     ``plot`` extra)
+     be written: checked before anything is analysed, ``run --ndjson`` or ``--csv`` with stdout
+     closed; ``--plot`` without matplotlib, the ``plot`` extra)
 3    model error (missing, corrupt, or breaks the contract, at load or at run time: outputs
      of another shape, or failing on every hop)
 4    device or port error (no such input device, cannot open it, WebSocket port in use)
-130  interrupted (Ctrl-C, SIGTERM or SIGHUP: ``rtmer.signals``) after a clean shutdown;
-     ``analyze`` keeps the files it finished
+130  interrupted (Ctrl-C, SIGTERM or SIGHUP: ``rtmer.signals``) after a clean shutdown, also
+     when the signal came while the command was starting; ``analyze`` keeps the files it
+     finished. A signal the parent ignores (``nohup``: SIGHUP) stays ignored
 
 Options come from flags and from a TOML file (``--config rtmer.toml``); a flag given
 on the command line wins over the file, which wins over the built-in default. See
@@ -22,6 +24,8 @@ on the command line wins over the file, which wins over the built-in default. Se
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import json
 import logging
 import math
@@ -29,7 +33,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from rtmer.errors import (
     AudioInputError,
@@ -369,10 +373,7 @@ def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: Tex
 def _inputs(s: dict[str, Any], engine: Engine) -> tuple[list[Any], list[str]]:
     """Open every ``--stream``; returns (inputs, failures). Device errors propagate."""
     from rtmer.decode import open_audio  # libsndfile, or ffmpeg for the formats it cannot read
-    from rtmer.signals import release_held_signals
     from rtmer.sources import LiveInput, PcmInput, parse_stream_spec
-
-    release_held_signals()  # ffmpeg and pactl must not inherit blocked signals (rtmer.signals)
 
     specs = [parse_stream_spec(t, index=i) for i, t in enumerate(s["streams"] or ["device:default"])]
     ids = [sp.id for sp in specs]
@@ -395,6 +396,10 @@ def _inputs(s: dict[str, Any], engine: Engine) -> tuple[list[Any], list[str]]:
         else:
             if sum(1 for x in specs if x.kind == "stdin") > 1:
                 raise ConfigError("only one stream can read stdin")
+            if sys.stdin is None:  # the process started with it closed (<&-)
+                failures.append(f"stream {sp.id} reads stdin, which is closed; pipe raw PCM into rtmer "
+                                "(ffmpeg ... -f s16le - | rtmer run --stream stdin ...)")
+                continue
             inputs.append(PcmInput(sp.id, fmt=s["pcm_format"], rate=s["pcm_rate"], channels=s["pcm_channels"],
                                    model_rate=rate, pick=sp.channels))
     for device, streams in devices.items():
@@ -484,7 +489,7 @@ def _run_pipeline(
         display_on = force_display or (s["stdout_format"] is None and stdout.isatty())
     display = None
     if display_on:
-        display = Display(streams, stderr if s["stdout_format"] else stdout, annotate=annotate)
+        display = Display(streams, stderr if s["stdout_format"] or _closed(stdout) else stdout, annotate=annotate)
     if not quiet:
         lines = _serving(inputs, sinks, display=display is not None, web_url=web.url if web else None)
         stderr.write("".join(line + "\n" for line in lines))
@@ -519,6 +524,10 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0):
         raise ConfigError(f"device_rate={rate!r} must be a positive integer [Hz] (leave it out for the device's "
                           "own rate)")
+    fmt = s["stdout_format"]
+    if fmt is not None and _closed(stdout):
+        raise ConfigError(f"output.stdout={fmt!r} (--{fmt}) writes every update to stdout, which is closed; "
+                          f"send it to a file (> out.{fmt}) or leave --{fmt} out")
     if s["web"]:  # the page reads the WebSocket server
         if args.ws is False:
             raise ConfigError("--web needs the WebSocket server, which --no-ws turns off; drop one of them")
@@ -609,22 +618,51 @@ def _cmd_analyze(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
 
 
 def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Entry point of the ``rtmer`` command; returns the exit code (see the module doc)."""
-    from rtmer.signals import hold_stop_signals
+    """Entry point of the ``rtmer`` command; returns the exit code (see the module doc).
 
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
+    A signal that comes before the command can stop cleanly waits for it
+    (``rtmer.signals``); one that no command took (``rtmer devices``) makes an otherwise
+    successful exit 130.
+    """
+    from rtmer.signals import hold_stop_signals, take_held_signals
+
+    out = stdout or sys.stdout or cast(TextIO, _ClosedStream("stdout"))
+    err = stderr or sys.stderr or open(os.devnull, "w", encoding="utf-8")  # 2>&-: nowhere to say anything
     try:
         with hold_stop_signals():  # until the command is ready for them (rtmer.signals)
-            code = _main(argv, out, err)
-    except KeyboardInterrupt:  # Ctrl-C before a command handles it (while loading), or a second one
-        try:
-            err.write("rtmer: interrupted\n")
-        except (OSError, ValueError):
-            pass
+            code = _main_or_closed_stdout(argv, out, err)
+            if take_held_signals() and code == EXIT_OK:  # a signal that no command took
+                _say(err, "rtmer: interrupted\n")
+                code = EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # a second signal while starting (abort), or during a run
+        _say(err, "rtmer: interrupted\n")
         code = EXIT_INTERRUPTED
     _settle_stdout(out)
     return code
+
+
+class _ClosedStream(io.TextIOBase):
+    """stdout when the process started without it (``>&-``; Python made it None): writes fail."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, f"{self.name} is closed")
+
+
+def _closed(stream: TextIO) -> bool:
+    return isinstance(stream, _ClosedStream)
+
+
+def _say(err: TextIO, text: str) -> None:
+    """Write to stderr; nothing more to do when it is gone (a closed terminal, ``2>&-``)."""
+    try:
+        err.write(text)
+        err.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _settle_stdout(out: TextIO) -> None:
@@ -640,6 +678,17 @@ def _settle_stdout(out: TextIO) -> None:
                 os.close(devnull)
             except (OSError, ValueError):
                 pass
+
+
+def _main_or_closed_stdout(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
+    """``_main``; a command that writes to a stdout the process started without is a usage error."""
+    try:
+        return _main(argv, out, err)
+    except OSError as exc:
+        if not _closed(out) or exc.errno != errno.EBADF:
+            raise
+        _say(err, f"rtmer: cannot write the output: {exc}; send it to a file (> out.txt) or /dev/null\n")
+        return EXIT_USAGE
 
 
 def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
