@@ -44,7 +44,7 @@ from rtmer.errors import (
     RtmerError,
 )
 from rtmer.config import DEFAULTS, load_config
-from rtmer.display import Display, print_summary
+from rtmer.display import Display, print_summary, printable
 from rtmer.hosts import host_port
 from rtmer.model import DEFAULT_MODEL, shipped_models  # light: no numpy yet
 from rtmer.update import Sink, Update
@@ -492,7 +492,7 @@ def _run_pipeline(
         display = Display(streams, stderr if s["stdout_format"] or _closed(stdout) else stdout, annotate=annotate)
     if not quiet:
         lines = _serving(inputs, sinks, display=display is not None, web_url=web.url if web else None)
-        stderr.write("".join(line + "\n" for line in lines))
+        stderr.write("".join(printable(line) + "\n" for line in lines))
         stderr.flush()
     stop = threading.Event()
     runner = Runner(engine, inputs, sinks, stop=stop, on_updates=display, max_seconds=seconds, end_when=end_when)
@@ -535,7 +535,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     engine = _engine(s)
     inputs, failures = _inputs(s, engine)
     for why in failures:
-        stderr.write(f"rtmer: {why}\n")
+        stderr.write(f"rtmer: {printable(why)}\n")
     if not inputs:
         return EXIT_INPUT_FAILED
     log.info("declared latency [s]: %s", {k: round(v, 4) for k, v in engine.latency.items()})
@@ -565,7 +565,8 @@ def _cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     length = "until Ctrl-C" if s["seconds"] is None else f"{s['seconds']:g} s"
     if not args.quiet:
         stderr.write(
-            f"rtmer demo: model {engine.info.name} {engine.info.version} on {engine.model.provider}; {length}\n"
+            printable(f"rtmer demo: model {engine.info.name} {engine.info.version} on {engine.model.provider}; {length}")
+            + "\n"
         )
 
     def annotate(u: Update) -> str:
@@ -582,7 +583,7 @@ def _cmd_devices(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     if args.json:
         stdout.write(json.dumps(input_devices_json(), indent=2) + "\n")
     else:
-        stdout.write(describe_input_devices())
+        stdout.write("\n".join(printable(line) for line in describe_input_devices().split("\n")))
     return EXIT_OK
 
 
@@ -680,6 +681,14 @@ def _settle_stdout(out: TextIO) -> None:
                 pass
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with control characters escaped (``display.printable``): a message can hold
+    a model's name from its metadata, a file or a device name."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
 def _main_or_closed_stdout(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     """``_main``; a command that writes to a stdout the process started without is a usage error."""
     try:
@@ -696,7 +705,7 @@ def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     try:
         args = parser.parse_args(argv)
     except ConfigError as exc:
-        err.write(f"{exc}\n")
+        err.write(f"{printable(str(exc))}\n")
         return EXIT_USAGE
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
@@ -713,7 +722,9 @@ def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     args.quiet = bool(args.quiet or getattr(args, "sub_quiet", False))
     level = logging.ERROR if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="rtmer: %(levelname)s %(name)s: %(message)s", stream=err)
+        handler = logging.StreamHandler(err)
+        handler.setFormatter(_PrintableFormatter("rtmer: %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("rtmer").setLevel(level)
     if args.command in ("run", "demo") and not args.quiet:
         logging.getLogger("rtmer.model").setLevel(min(level, logging.INFO))
@@ -721,19 +732,19 @@ def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     try:
         return commands[args.command](args, out, err)
     except ModelContractError as exc:
-        err.write(f"rtmer: model error: {exc}\n")
+        err.write(f"rtmer: model error: {printable(str(exc))}\n")
         return EXIT_MODEL
     except (DeviceNotFoundError, PortInUseError) as exc:
-        err.write(f"rtmer: {exc}\n")
+        err.write(f"rtmer: {printable(str(exc))}\n")
         return EXIT_DEVICE
     except AudioInputError as exc:
-        err.write(f"rtmer: {exc}\n")
+        err.write(f"rtmer: {printable(str(exc))}\n")
         return EXIT_DEVICE
     except ConfigError as exc:
-        err.write(f"rtmer: {exc}\n")
+        err.write(f"rtmer: {printable(str(exc))}\n")
         return EXIT_USAGE
     except RtmerError as exc:
-        err.write(f"rtmer: {exc}\n")
+        err.write(f"rtmer: {printable(str(exc))}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.write("rtmer: interrupted\n")

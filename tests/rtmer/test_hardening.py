@@ -668,6 +668,20 @@ def test_a_closed_stderr_leaves_the_output_whole(audio: dict[str, Path]) -> None
     assert len(proc.stdout.splitlines()) == 7
 
 
+def test_control_characters_in_names_reach_the_terminal_escaped(audio: dict[str, Path], tmp_path: Path) -> None:
+    """Row 13: a model's name (its ONNX metadata) and a file's name went to the terminal raw,
+    where an escape sequence can rewrite the screen or the window's title."""
+    model = build_tiny_model(tmp_path / "m.onnx", metadata={"model_name": "tiny\x1b]0;pwned\x07\x1b[2J"})
+    clip = tmp_path / "clip\x1b[31m.wav"
+    clip.write_bytes(audio["clip"].read_bytes())
+    proc = subprocess.run([*RTMER, "run", "--model", str(model), "--stream", str(clip), "--no-realtime",
+                           "--display"], capture_output=True, cwd=REPO, timeout=120)
+    err = proc.stderr.decode()
+    assert proc.returncode == EXIT_OK, err
+    assert b"\x1b" not in proc.stderr and b"\x07" not in proc.stderr and b"\x1b" not in proc.stdout
+    assert "model tiny\\x1b]0;pwned\\x07\\x1b[2J 0" in err and "clip\\x1b[31m.wav" in err
+
+
 @pytest.mark.parametrize(("realtime", "seconds", "hops"), [
     (True, 1.0, 2), (True, 2.5, 5), (True, 3.2, 6), (False, 0.3, 0), (False, 1.2, 2), (False, 3.0, 6),
 ])
@@ -700,4 +714,3 @@ def test_a_stream_id_that_is_not_one_is_named_in_a_config_file(audio: dict[str, 
     config.write_text(f'[input]\nstreams = ["my deck={audio["clip"]}"]\n')
     code, _, err = cli("run", "--config", str(config), "--no-realtime", "--no-display")
     assert code == EXIT_USAGE and "the stream id 'my deck'" in err, err
-
