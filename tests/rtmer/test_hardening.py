@@ -451,7 +451,7 @@ def test_the_command_line_module_loads_without_numpy_or_onnxruntime() -> None:
 def test_a_signal_during_model_loading_waits_for_the_clean_stop(
     audio: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Deterministic form of the above: SIGINT arrives while the model loads (held, then handled)."""
+    """Deterministic form of the above: SIGINT arrives while the model loads (recorded, then handled)."""
     import rtmer.model
 
     real = rtmer.model.StreamingModel.__init__
@@ -538,7 +538,8 @@ def test_handlers_and_the_signal_mask_are_restored(audio: dict[str, Path], _no_l
 
 
 def test_child_processes_do_not_inherit_blocked_signals(audio: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The signals held while rtmer starts are released before inputs open (ffmpeg is a child)."""
+    """No signal is blocked while inputs open (ffmpeg is a child, and would inherit the mask): rtmer
+    records them with a handler instead, which a child's exec resets to the default."""
     import rtmer.decode
 
     seen: list[set[int]] = []
