@@ -4,16 +4,18 @@ Exit codes
 ----------
 0    ok
 1    some inputs failed (an unreadable file, a stream that broke, a truncated file: analysed
-     as far as it goes); the rest were processed. Also: stdout's reader went away, an ``-o``
-     special file refused the data, ``analyze`` had hops the model failed on (flagged)
+     as far as it goes, ``--stream stdin`` with stdin closed); the rest were processed. Also:
+     stdout's reader went away, an ``-o`` special file refused the data, ``analyze`` had hops
+     the model failed on (flagged)
 2    usage or configuration error (bad flag, bad config file, bad value, an output that cannot
-     be written: checked before anything is analysed; ``--plot`` without matplotlib, the
-     ``plot`` extra)
+     be written: checked before anything is analysed, ``run --ndjson`` or ``--csv`` with stdout
+     closed; ``--plot`` without matplotlib, the ``plot`` extra)
 3    model error (missing, corrupt, or breaks the contract, at load or at run time: outputs
      of another shape, or failing on every hop)
 4    device or port error (no such input device, cannot open it, WebSocket port in use)
-130  interrupted (Ctrl-C, SIGTERM or SIGHUP: ``rtmer.signals``) after a clean shutdown;
-     ``analyze`` keeps the files it finished
+130  interrupted (Ctrl-C, SIGTERM or SIGHUP: ``rtmer.signals``) after a clean shutdown, also
+     when the signal came while the command was starting; ``analyze`` keeps the files it
+     finished. A signal the parent ignores (``nohup``: SIGHUP) stays ignored
 
 Options come from flags and from a TOML file (``--config rtmer.toml``); a flag given
 on the command line wins over the file, which wins over the built-in default. See
@@ -23,6 +25,7 @@ on the command line wins over the file, which wins over the built-in default. Se
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import json
 import logging
@@ -31,7 +34,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from rtmer.errors import (
     AudioInputError,
@@ -42,7 +45,7 @@ from rtmer.errors import (
     RtmerError,
 )
 from rtmer.config import DEFAULTS, load_config
-from rtmer.display import Display, print_summary
+from rtmer.display import Display, print_summary, printable
 from rtmer.hosts import host_port
 from rtmer.model import DEFAULT_MODEL, shipped_models  # light: no numpy yet
 from rtmer.update import Sink, Update
@@ -143,8 +146,8 @@ def _add_output_options(p: argparse.ArgumentParser, *, demo: bool = False) -> No
         "--display", action=argparse.BooleanOptionalAction, default=None,
         help="live one-line display per stream (default: when stdout is a terminal)",
     )
-    g.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds (default: run until the "
-                   "inputs end or Ctrl-C)")
+    g.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds of audio: every stream's "
+                   "updates up to S s (5: ten updates of 0.5 s) (default: run until the inputs end or Ctrl-C)")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -371,10 +374,7 @@ def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: Tex
 def _inputs(s: dict[str, Any], engine: Engine) -> tuple[list[Any], list[str]]:
     """Open every ``--stream``; returns (inputs, failures). Device errors propagate."""
     from rtmer.decode import open_audio  # libsndfile, or ffmpeg for the formats it cannot read
-    from rtmer.signals import release_held_signals
     from rtmer.sources import LiveInput, PcmInput, parse_stream_spec
-
-    release_held_signals()  # ffmpeg and pactl must not inherit blocked signals (rtmer.signals)
 
     specs = [parse_stream_spec(t, index=i) for i, t in enumerate(s["streams"] or ["device:default"])]
     ids = [sp.id for sp in specs]
@@ -397,6 +397,10 @@ def _inputs(s: dict[str, Any], engine: Engine) -> tuple[list[Any], list[str]]:
         else:
             if sum(1 for x in specs if x.kind == "stdin") > 1:
                 raise ConfigError("only one stream can read stdin")
+            if sys.stdin is None:  # the process started with it closed (<&-)
+                failures.append(f"stream {sp.id} reads stdin, which is closed; pipe raw PCM into rtmer "
+                                "(ffmpeg ... -f s16le - | rtmer run --stream stdin ...)")
+                continue
             inputs.append(PcmInput(sp.id, fmt=s["pcm_format"], rate=s["pcm_rate"], channels=s["pcm_channels"],
                                    model_rate=rate, pick=sp.channels))
     for device, streams in devices.items():
@@ -486,10 +490,10 @@ def _run_pipeline(
         display_on = force_display or (s["stdout_format"] is None and stdout.isatty())
     display = None
     if display_on:
-        display = Display(streams, stderr if s["stdout_format"] else stdout, annotate=annotate)
+        display = Display(streams, stderr if s["stdout_format"] or _closed(stdout) else stdout, annotate=annotate)
     if not quiet:
         lines = _serving(inputs, sinks, display=display is not None, web_url=web.url if web else None)
-        stderr.write("".join(line + "\n" for line in lines))
+        stderr.write("".join(printable(line) + "\n" for line in lines))
         stderr.flush()
     stop = threading.Event()
     runner = Runner(engine, inputs, sinks, stop=stop, on_updates=display, max_seconds=seconds, end_when=end_when)
@@ -521,6 +525,10 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0):
         raise ConfigError(f"device_rate={rate!r} must be a positive integer [Hz] (leave it out for the device's "
                           "own rate)")
+    fmt = s["stdout_format"]
+    if fmt is not None and _closed(stdout):
+        raise ConfigError(f"output.stdout={fmt!r} (--{fmt}) writes every update to stdout, which is closed; "
+                          f"send it to a file (> out.{fmt}) or leave --{fmt} out")
     if s["web"]:  # the page reads the WebSocket server
         if args.ws is False:
             raise ConfigError("--web needs the WebSocket server, which --no-ws turns off; drop one of them")
@@ -528,7 +536,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     engine = _engine(s)
     inputs, failures = _inputs(s, engine)
     for why in failures:
-        stderr.write(f"rtmer: {why}\n")
+        stderr.write(f"rtmer: {printable(why)}\n")
     if not inputs:
         return EXIT_INPUT_FAILED
     log.info("declared latency [s]: %s", {k: round(v, 4) for k, v in engine.latency.items()})
@@ -560,7 +568,8 @@ def _cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     length = "until Ctrl-C" if s["seconds"] is None else f"{s['seconds']:g} s"
     if not args.quiet:
         stderr.write(
-            f"rtmer demo: model {engine.info.name} {engine.info.version} on {engine.model.provider}; {length}\n"
+            printable(f"rtmer demo: model {engine.info.name} {engine.info.version} on {engine.model.provider}; {length}")
+            + "\n"
         )
 
     def annotate(u: Update) -> str:
@@ -577,7 +586,7 @@ def _cmd_devices(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     if args.json:
         stdout.write(json.dumps(input_devices_json(), indent=2) + "\n")
     else:
-        stdout.write(describe_input_devices())
+        stdout.write("\n".join(printable(line) for line in describe_input_devices().split("\n")))
     return EXIT_OK
 
 
@@ -624,29 +633,55 @@ def _cmd_analyze(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
 
 
 def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Entry point of the ``rtmer`` command; returns the exit code (see the module doc)."""
-    from rtmer.signals import hold_stop_signals
+    """Entry point of the ``rtmer`` command; returns the exit code (see the module doc).
 
-    out = stdout or sys.stdout or _closed_stream()  # stdout closed (>&-): writes fail as on a closed pipe
-    err = stderr or sys.stderr or open(os.devnull, "w", encoding="utf-8")  # stderr closed (2>&-): say nothing
+    A signal that comes before the command can stop cleanly waits for it
+    (``rtmer.signals``); one that no command took (``rtmer devices``) makes an otherwise
+    successful exit 130.
+    """
+    from rtmer.signals import hold_stop_signals, take_held_signals
+
+    out = stdout or sys.stdout or cast(TextIO, _ClosedStream("stdout"))
+    err = stderr or sys.stderr or open(os.devnull, "w", encoding="utf-8")  # 2>&-: nowhere to say anything
     try:
         with hold_stop_signals():  # until the command is ready for them (rtmer.signals)
-            code = _main(argv, out, err)
-    except KeyboardInterrupt:  # Ctrl-C before a command handles it (while loading), or a second one
-        try:
-            err.write("rtmer: interrupted\n")
-        except (OSError, ValueError):
-            pass
+            code = _main_or_closed_stdout(argv, out, err)
+            if take_held_signals() and code == EXIT_OK:  # a signal that no command took
+                _say(err, "rtmer: interrupted\n")
+                code = EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # a second signal while starting (abort), or during a run
+        _say(err, "rtmer: interrupted\n")
         code = EXIT_INTERRUPTED
     _settle_stdout(out)
     return code
 
 
-def _closed_stream() -> TextIO:
-    """A closed text stream: what stdout is when the shell closed it (``>&-``), for which Python gives None."""
-    stream = io.StringIO()
-    stream.close()
-    return stream
+class _ClosedStream(io.TextIOBase):
+    """stdout when the process started without it (``>&-``; Python made it None): writes fail."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, f"{self.name} is closed")
+
+    @property
+    def closed(self) -> bool:
+        return True
+
+
+def _closed(stream: TextIO) -> bool:
+    return isinstance(stream, _ClosedStream)
+
+
+def _say(err: TextIO, text: str) -> None:
+    """Write to stderr; nothing more to do when it is gone (a closed terminal, ``2>&-``)."""
+    try:
+        err.write(text)
+        err.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _settle_stdout(out: TextIO) -> None:
@@ -664,12 +699,31 @@ def _settle_stdout(out: TextIO) -> None:
                 pass
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with control characters escaped (``display.printable``): a message can hold
+    a model's name from its metadata, a file or a device name."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
+def _main_or_closed_stdout(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
+    """``_main``; a command that writes to a stdout the process started without is a usage error."""
+    try:
+        return _main(argv, out, err)
+    except OSError as exc:
+        if not _closed(out) or exc.errno != errno.EBADF:
+            raise
+        _say(err, f"rtmer: cannot write the output: {exc}; send it to a file (> out.txt) or /dev/null\n")
+        return EXIT_USAGE
+
+
 def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except ConfigError as exc:
-        err.write(f"{exc}\n")
+        err.write(f"{printable(str(exc))}\n")
         return EXIT_USAGE
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
@@ -686,7 +740,9 @@ def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     args.quiet = bool(args.quiet or getattr(args, "sub_quiet", False))
     level = logging.ERROR if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="rtmer: %(levelname)s %(name)s: %(message)s", stream=err)
+        handler = logging.StreamHandler(err)
+        handler.setFormatter(_PrintableFormatter("rtmer: %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("rtmer").setLevel(level)
     if args.command in ("run", "demo") and not args.quiet:
         logging.getLogger("rtmer.model").setLevel(min(level, logging.INFO))
@@ -694,19 +750,19 @@ def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     try:
         return commands[args.command](args, out, err)
     except ModelContractError as exc:
-        err.write(f"rtmer: model error: {exc}\n")
+        err.write(f"rtmer: model error: {printable(str(exc))}\n")
         return EXIT_MODEL
     except (DeviceNotFoundError, PortInUseError) as exc:
-        err.write(f"rtmer: {exc}\n")
+        err.write(f"rtmer: {printable(str(exc))}\n")
         return EXIT_DEVICE
     except AudioInputError as exc:
-        err.write(f"rtmer: {exc}\n")
+        err.write(f"rtmer: {printable(str(exc))}\n")
         return EXIT_DEVICE
     except ConfigError as exc:
-        err.write(f"rtmer: {exc}\n")
+        err.write(f"rtmer: {printable(str(exc))}\n")
         return EXIT_USAGE
     except RtmerError as exc:
-        err.write(f"rtmer: {exc}\n")
+        err.write(f"rtmer: {printable(str(exc))}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.write("rtmer: interrupted\n")

@@ -11,6 +11,18 @@ if TYPE_CHECKING:
     from rtmer.runner import RunSummary
 
 
+def printable(text: str) -> str:
+    """``text`` with what a terminal would act on escaped: control characters (``\\x1b``,
+    ``\\n``), bidirectional overrides and other invisible ones (``\\u202e``).
+
+    For names that come from outside (a model's metadata, a stream id, a file or device
+    name) on their way to a terminal: an escape sequence there could rewrite the screen.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class Display:
     """One line per stream, rewritten in place on a terminal (plain lines otherwise)."""
 
@@ -30,7 +42,7 @@ class Display:
     def format(self, u: Update) -> str:
         extra = f"  {self.annotate(u)}" if self.annotate else ""
         return (
-            f"{u.stream:>8} t={u.t:7.1f}s  V {u.valence:+.2f} [{self._bar(u.valence)}]  "
+            f"{printable(u.stream):>8} t={u.t:7.1f}s  V {u.valence:+.2f} [{self._bar(u.valence)}]  "
             f"A {u.arousal:+.2f} [{self._bar(u.arousal)}]  {u.mood:<8} raw {u.valence_raw:+.2f} {u.arousal_raw:+.2f}{extra}"
         )
 
@@ -45,7 +57,7 @@ class Display:
             self.out.flush()
             return
         buf = "\x1b[F" * max(0, self._drawn - 1) + "\r" if self._drawn else ""
-        rows = [self._lines.get(s, f"{s:>8} (waiting)") for s in self.streams]
+        rows = [self._lines.get(s, f"{printable(s):>8} (waiting)") for s in self.streams]
         buf += "\n".join("\x1b[2K" + r for r in rows)
         self._drawn = len(rows)
         self.out.write(buf)
@@ -95,7 +107,7 @@ def print_summary(summary: RunSummary, sinks: Sequence[Sink], err: TextIO) -> No
     for name, why in summary.failed_outputs.items():
         lines.append(f"  FAILED output {name}: {why}")
     try:
-        err.write("\n".join(lines) + "\n")
+        err.write("\n".join(printable(line) for line in lines) + "\n")
         err.flush()
     except (OSError, ValueError):  # the terminal has gone (SIGHUP)
         pass

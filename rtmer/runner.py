@@ -11,6 +11,13 @@ engine and the other sinks go on. ``stop`` (a ``threading.Event``) ends the loop
 within ``MAX_WAIT_S``; so does ``end_when`` returning True (an output that is gone,
 for example), which is not an interruption.
 
+``max_seconds`` [s] counts audio, not the wall clock: every stream gets its hops up to
+``max_seconds`` of its own audio (``--seconds 5``: the 10 hops of 0.5 s that end at
+0.5 ... 5.0 s), and the run ends when each has. A clock started with the run cannot do
+that: the inputs start after it, and the resampler holds back a few milliseconds, so the
+hop that ends at 5.0 s arrives a little after 5.0 s and was lost. A stream that falls
+behind (a stdin that stalls) is waited for one hop longer than ``max_seconds``, at most.
+
 Non-finite input samples are replaced by 0 where the input reads them, before any
 resampling (``sources.MonoResampler``), and counted there: the runner adds those
 counts (``Block.nonfinite_samples``) to each stream's ``nonfinite_samples``, so one NaN
@@ -20,6 +27,7 @@ sample counts as one, not as the few hundred samples a resampler would spread it
 from __future__ import annotations
 
 import logging
+import math
 import select
 import threading
 import time
@@ -57,7 +65,8 @@ class Runner:
     """Drives ``inputs`` through ``engine`` to ``sinks`` until the inputs end or ``stop`` is set.
 
     ``on_updates`` (optional) sees each batch of updates after the sinks, e.g. the
-    terminal display. ``max_seconds`` [s] stops a run after that much wall time.
+    terminal display. ``max_seconds`` [s] stops a run after that much audio of each
+    stream (see the module doc).
     ``end_when`` (optional) is asked every turn; True ends the run (not an interruption).
     """
 
@@ -87,6 +96,11 @@ class Runner:
                     raise ValueError(f"stream id {s!r} is used twice")
                 self.framers[s] = HopFramer(s, hop_samples=info.hop_samples, sample_rate=info.sample_rate)
         self.summary = RunSummary()
+        self._last_end: float | None = None  # end [s] of the last hop a stream may give under max_seconds
+        if max_seconds is not None:
+            self._last_end = info.hop_seconds * math.floor(max_seconds / info.hop_seconds + 1e-9)
+        self._tolerance = 0.5 / info.sample_rate  # [s]: hop ends are whole samples
+        self._complete: set[str] = set()  # streams that gave every hop up to ``_last_end``
         self._sink_logged: set[int] = set()
         self._nonfinite: dict[str, int] = {}
 
@@ -107,6 +121,26 @@ class Runner:
                 self.on_updates(updates)
             except Exception as exc:
                 log.debug("display failed: %s", exc)
+
+    def _within_limit(self, hops: list[Hop]) -> list[Hop]:
+        """The hops up to ``max_seconds`` of their stream's audio; marks the streams that are complete."""
+        if self._last_end is None:
+            return hops
+        kept: list[Hop] = []
+        for hop in hops:
+            if hop.end_seconds <= self._last_end + self._tolerance:
+                kept.append(hop)
+            if hop.end_seconds >= self._last_end - self._tolerance:
+                self._complete.add(hop.stream)
+        return kept
+
+    def _time_is_up(self, active: list[Input], started: float) -> bool:
+        if self.max_seconds is None:
+            return False
+        if all(s in self._complete for inp in active for s in inp.streams):
+            return True
+        late = time.monotonic() - started - self.max_seconds
+        return late >= self.engine.info.hop_seconds  # a stream that falls behind is not waited for longer
 
     def _wait(self, active: list[Input]) -> None:
         now = time.monotonic()
@@ -160,7 +194,7 @@ class Runner:
                     self.framers.pop(s, None)
         try:
             while active and not self.stop.is_set():
-                if self.max_seconds is not None and time.monotonic() - started >= self.max_seconds:
+                if self._time_is_up(active, started):
                     break
                 if self.end_when is not None and self.end_when():
                     break
@@ -184,6 +218,7 @@ class Runner:
                     if inp.finished:
                         active.remove(inp)
                         self._end_input(inp, hops, ended)
+                hops = self._within_limit(hops)
                 if hops:
                     self.publish(self.engine.process(hops))
                 for s in ended:

@@ -11,13 +11,21 @@ Why all three: Ctrl-C is SIGINT; ``kill``, systemd and container runtimes send S
 closing the terminal or an SSH session sends SIGHUP. Each of them used to end a run
 without its summary, or lose what a buffered output still held.
 
-Before a command is ready for them (while it parses its arguments, imports numpy and
-onnxruntime, loads the model and opens its inputs) ``hold_stop_signals`` keeps them
-blocked (``pthread_sigmask``): one that comes in then waits, and is handled the moment
-``stop_on_signals`` takes over. Without that, a Ctrl-C in a command's first half second
-printed a traceback from inside an import, or turned into onnxruntime's "ImportError:
-initialization failed". The hold ends (``release_held_signals``) before rtmer starts a
-child process such as ffmpeg, since a child inherits the blocked mask.
+A signal that rtmer's parent set to be ignored stays ignored (no handler is put over
+``SIG_IGN``): ``nohup`` ignores SIGHUP so that a run outlives its SSH session, and a
+shell without job control ignores SIGINT for a background job (``rtmer run ... &`` in a
+script) so that a Ctrl-C meant for the script does not reach it.
+
+Before a command is ready for them (while Python imports numpy and onnxruntime, the
+arguments are parsed, the model loads and the inputs open) ``hold_stop_signals`` takes
+them with a handler that only records them: the process entry (``rtmer.__main__``)
+installs it before it imports anything heavy. ``stop_on_signals`` then takes over what
+was recorded and sets ``stop`` at once, so the run stops as soon as it has started: its
+summary is printed and it exits with 130. A second signal while starting raises
+``KeyboardInterrupt`` (abort). Recording rather than blocking the signals means no
+``KeyboardInterrupt`` from inside an import (a traceback, or onnxruntime's "ImportError:
+initialization failed"), no default action (death with 143 or 129) once a mask is lifted,
+and nothing for child processes to inherit: exec resets a handler to the default.
 """
 
 from __future__ import annotations
@@ -32,16 +40,72 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
 
+_held: list[int] = []  # signals recorded by ``_hold`` and not yet taken by ``stop_on_signals``
+
+
+def _hold(signum: int, frame: Any) -> None:
+    abort = bool(_held)
+    _held.append(signum)
+    if abort:
+        raise KeyboardInterrupt
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _install(handler: Any) -> dict[signal.Signals, Any]:
+    """``handler`` for each of ``STOP_SIGNALS`` not ignored; returns the handlers it replaced."""
+    old: dict[signal.Signals, Any] = {}
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            old[sig] = signal.signal(sig, handler)
+    return old
+
+
+def _restore(old: dict[signal.Signals, Any]) -> None:
+    for sig, previous in old.items():
+        # None: a handler set outside Python, which cannot be put back from here
+        signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def hold_stop_signals() -> Iterator[None]:
+    """Record ``STOP_SIGNALS`` (main thread) until ``stop_on_signals`` takes them, or the end.
+
+    Nested holds share what is recorded; the outermost forgets it on the way out (see
+    ``take_held_signals`` for what a caller does with one never taken).
+    """
+    if not _in_main_thread():
+        yield
+        return
+    outermost = not any(signal.getsignal(sig) is _hold for sig in STOP_SIGNALS)
+    old = _install(_hold)
+    try:
+        yield
+    finally:
+        _restore(old)
+        if outermost:
+            _held.clear()
+
+
+def take_held_signals() -> list[int]:
+    """The signals recorded while held, in order; forgets them."""
+    taken = list(_held)
+    _held.clear()
+    return taken
+
 
 @contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[list[int]]:
     """First signal of ``STOP_SIGNALS`` sets ``stop``; a second raises KeyboardInterrupt.
 
-    Yields a list that receives the number of each signal caught, in order. Outside
+    Yields a list that receives the number of each signal caught, in order; one recorded
+    while held (``hold_stop_signals``) counts as caught, and sets ``stop`` at once. Outside
     the main thread (where Python cannot set handlers) it does nothing.
     """
     caught: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
+    if not _in_main_thread():
         yield caught
         return
 
@@ -51,46 +115,11 @@ def stop_on_signals(stop: threading.Event) -> Iterator[list[int]]:
             raise KeyboardInterrupt
         stop.set()
 
-    old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    mask = _set_mask(signal.SIG_UNBLOCK) if _CAN_MASK else None  # a signal held until now arrives here
+    old = _install(handler)
+    caught.extend(take_held_signals())
+    if caught:
+        stop.set()
     try:
         yield caught
     finally:
-        if mask is not None:
-            _set_mask(signal.SIG_SETMASK, mask)
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
-
-
-_CAN_MASK = hasattr(signal, "pthread_sigmask")
-
-
-def _set_mask(how: int, mask: set[int] | None = None) -> set[int]:
-    """Apply ``how`` to ``STOP_SIGNALS`` (or set ``mask``); returns the mask before."""
-    return {int(sig) for sig in signal.pthread_sigmask(how, STOP_SIGNALS if mask is None else mask)}
-
-
-def release_held_signals() -> None:
-    """Stop holding ``STOP_SIGNALS`` (before starting child processes, which inherit the mask).
-
-    One that is pending is delivered at once: SIGINT as ``KeyboardInterrupt``.
-    """
-    if _CAN_MASK and threading.current_thread() is threading.main_thread():
-        _set_mask(signal.SIG_UNBLOCK)
-
-
-@contextmanager
-def hold_stop_signals() -> Iterator[None]:
-    """Block ``STOP_SIGNALS`` in the main thread until ``stop_on_signals`` takes them, or the end.
-
-    A signal still pending at the end is delivered as the mask is restored: SIGINT then
-    raises ``KeyboardInterrupt`` there, for the caller to report.
-    """
-    if not _CAN_MASK or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = _set_mask(signal.SIG_BLOCK)
-    try:
-        yield
-    finally:
-        _set_mask(signal.SIG_SETMASK, before)
+        _restore(old)

@@ -957,6 +957,18 @@ def _split_stream_id(text: str) -> tuple[str | None, str]:
     return None, text.strip()
 
 
+def _check_stream_id(text: str, folder: Path) -> None:
+    """Refuse ``ID=SPEC`` whose ID is not a valid id (``my deck=song.wav``), which would
+    otherwise be read as one file of that whole name and reported as missing. A text with
+    a ``/``, ``\\`` or ``:`` before its ``=`` is a path or a device; an existing file
+    (in ``folder``) is a file. Raises ``ConfigError``."""
+    ident, sep, spec = text.partition("=")
+    if not sep or not spec.strip() or re.search(r"[/\\:]", ident) or (folder / Path(text).expanduser()).exists():
+        return
+    raise ConfigError(f"stream={text!r}: the stream id {ident!r} (before '=') may hold only letters, digits, "
+                      f"'_', '.' and '-' (deck1=SPEC); or, if {text!r} is meant as a file, there is no such file")
+
+
 def stream_spec_relative_to(text: str, folder: Path) -> str:
     """``[ID=]SPEC`` with a relative file path taken from ``folder`` (a config file's).
 
@@ -965,6 +977,8 @@ def stream_spec_relative_to(text: str, folder: Path) -> str:
     ``~`` expanded; devices, ``stdin`` and ``-`` are returned as they are.
     """
     ident, spec = _split_stream_id(text)
+    if ident is None:
+        _check_stream_id(text, folder)
     prefix = f"{ident}=" if ident else ""
     if spec.startswith("file:"):
         rest = spec[5:]
@@ -980,6 +994,8 @@ def stream_spec_relative_to(text: str, folder: Path) -> str:
 def parse_stream_spec(text: str, *, index: int) -> StreamSpec:
     """Parse ``[ID=]SPEC``; ``index`` numbers streams without an id (``s1``, ``s2``...)."""
     named, spec = _split_stream_id(text)
+    if named is None:
+        _check_stream_id(text, Path("."))
     ident = named or f"s{index + 1}"
     if not spec:
         raise ConfigError(f"stream={text!r} names no source; use device:NAME[:CH], file:PATH or stdin")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -170,6 +172,22 @@ def stderr_until(proc: subprocess.Popen[bytes], text: str) -> list[str]:
         assert line, f"the process ended before it said {text!r}: " + "".join(seen)
         seen.append(line)
     return seen
+
+
+_RTMER_WITH_SIGNALS = """
+import os, signal, sys
+ignored = {int(number) for number in sys.argv[1].split(",") if number}
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(sig, signal.SIG_IGN if int(sig) in ignored else signal.SIG_DFL)
+os.execv(sys.executable, [sys.executable, "-m", "rtmer", *sys.argv[2:]])
+"""
+
+
+def rtmer_command(*, ignoring: tuple[signal.Signals, ...] = ()) -> list[str]:
+    """``python -m rtmer`` as from a terminal's foreground job: SIGINT, SIGTERM and SIGHUP at
+    their defaults, whatever this test run inherited (a script's background job ignores
+    SIGINT, nohup SIGHUP), except those in ``ignoring``, which the process inherits ignored."""
+    return [sys.executable, "-c", _RTMER_WITH_SIGNALS, ",".join(str(int(sig)) for sig in ignoring)]
 
 
 class StuckFile(io.StringIO):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from conftest import CollectingSink, cli, free_port, music_like, read_csv
+from conftest import CollectingSink, cli, free_port, music_like, read_csv, rtmer_command
 from rtmer.cli import EXIT_DEVICE, EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -315,8 +315,8 @@ def test_several_streams_in_one_run(clip: Path, tmp_path: Path) -> None:
 def test_ctrl_c_shuts_down_cleanly_with_a_summary(clip: Path) -> None:
     import signal
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rtmer", "run", "--stream", f"file:{clip}", "--ndjson", "--ws", "--ws-port", "0"],
+    proc = subprocess.Popen(  # SIGINT as in a terminal: a script's background job inherits it ignored
+        [*rtmer_command(), "run", "--stream", f"file:{clip}", "--ndjson", "--ws", "--ws-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
     )
     first = proc.stdout.readline() if proc.stdout else b""  # the first update: running

@@ -1,17 +1,18 @@
 """The shipped models: their contract, their cards, and a demo whose sections read as what they claim."""
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
+from rtmer import Tracker
 from rtmer.demo import SECTIONS, SynthMusic
 from rtmer.model import StreamingModel, resolve_model
-from rtmer.mood import quadrant
 
 SIZE_LIMITS = {"default": 1_000_000, "large": 2 << 20}  # the issue allows the large 25 MB; the repository keeps tracked files under 2 MiB
-DEMO_SECTION_SECONDS = 10.0  # rtmer demo's default
-SETTLED_SECONDS = 4.0  # the end of each section that is scored
+MAIN_COMMAND_SECONDS = 30.0  # the README's: rtmer demo --seconds 30
+SETTLING_SECONDS = 4.0  # the start of each section that is not scored
 
 
 @pytest.fixture(scope="module", params=list(SIZE_LIMITS))
@@ -46,41 +47,43 @@ def test_a_stream_reads_the_same_whatever_shares_its_call(model: StreamingModel)
             assert np.array_equal(alone[stream][0], together[stream])
 
 
+@dataclass(frozen=True)
+class SectionReading:
+    moods: list[str]  # the label of each hop after the section's first SETTLING_SECONDS
+    mean: np.ndarray  # mean smoothed (valence, arousal) over those hops
+
+
 @pytest.fixture(scope="module")
-def section_means(model: StreamingModel) -> dict[str, np.ndarray]:
-    """Mean raw (valence, arousal) over the last 4 s of each demo section, on the loop's second pass, streamed."""
-    music = SynthMusic(rate=model.info.sample_rate, section_seconds=DEMO_SECTION_SECONDS)
-    loop_seconds = DEMO_SECTION_SECONDS * len(SECTIONS)
-    audio = music.render(2 * loop_seconds)
-    hop = model.info.hop_samples
-    state = model.initial_state(1)
-    outputs = []
-    for start in range(0, len(audio) - hop + 1, hop):
-        va, state = model.step(audio[None, start : start + hop], state)
-        outputs.append(va[0])
-    va = np.array(outputs)
-    per_section, settled = int(DEMO_SECTION_SECONDS / model.info.hop_seconds), int(SETTLED_SECONDS / model.info.hop_seconds)
-    first = len(SECTIONS) * per_section
-    return {s.name: va[first + (k + 1) * per_section - settled : first + (k + 1) * per_section].mean(axis=0) for k, s in enumerate(SECTIONS)}
+def demo_readings(model: StreamingModel) -> dict[str, SectionReading]:
+    """What `rtmer demo --seconds 30` shows: one pass of the loop at the default section length, from a cold start, smoothed and labelled as live."""
+    tracker = Tracker(model=model.path)
+    music = SynthMusic(rate=model.info.sample_rate)
+    audio = music.read(int(round(music.section_seconds * len(SECTIONS) * music.rate)))
+    updates = tracker.process(audio, sample_rate=music.rate)
+    readings = {}
+    for k, section in enumerate(SECTIONS):
+        start, end = k * music.section_seconds + SETTLING_SECONDS, (k + 1) * music.section_seconds
+        settled = [u for u in updates if start < u.t <= end + 1e-9]
+        readings[section.name] = SectionReading([u.mood for u in settled], np.mean([[u.valence, u.arousal] for u in settled], axis=0))
+    return readings
 
 
-# (model, section) -> why it misreads; each entry is a strict xfail, so it must go once the model reads the section right.
-KNOWN_MISREADINGS: dict[tuple[str, str], str] = {}
+def test_the_main_command_plays_all_four_sections() -> None:
+    assert SynthMusic(rate=16000).section_seconds * len(SECTIONS) <= MAIN_COMMAND_SECONDS
 
 
 @pytest.mark.parametrize("section", [s.name for s in SECTIONS])
-def test_each_demo_section_reads_as_the_mood_it_claims(model: StreamingModel, section_means: dict[str, np.ndarray], section: str, request: pytest.FixtureRequest) -> None:
-    known = KNOWN_MISREADINGS.get((model.info.name, section))
-    if known:
-        request.applymarker(pytest.mark.xfail(reason=f"open (issue 6, item 5): {known}", strict=True))
-    assert quadrant(*section_means[section]) == section, section_means  # the section names are the mood names
-    if section == "calm":  # bright major music more pleasant than dark minor or dissonant music
-        assert section_means["calm"][0] > section_means["tense"][0] + 0.1, section_means
-    if section == "excited":
-        assert section_means["excited"][0] > section_means["sad"][0] + 0.1, section_means
+def test_each_demo_section_shows_its_own_mood_in_three_hops_of_four(model: StreamingModel, demo_readings: dict[str, SectionReading], section: str) -> None:
+    moods = demo_readings[section].moods  # the section names are the mood names
+    assert len(moods) >= 6 and moods.count(section) >= 0.75 * len(moods), {name: "".join(m[0] for m in r.moods) for name, r in demo_readings.items()}
 
 
-def test_energetic_music_has_higher_arousal_than_calm_music(section_means: dict[str, np.ndarray]) -> None:
+def test_bright_major_music_reads_more_pleasant_than_dark_music(demo_readings: dict[str, SectionReading]) -> None:
+    means = {name: reading.mean for name, reading in demo_readings.items()}
+    assert means["calm"][0] > means["tense"][0] + 0.1 and means["excited"][0] > means["sad"][0] + 0.1, means
+
+
+def test_energetic_music_has_higher_arousal_than_calm_music(demo_readings: dict[str, SectionReading]) -> None:
+    means = {name: reading.mean for name, reading in demo_readings.items()}
     for loud, quiet in (("excited", "calm"), ("excited", "sad"), ("tense", "calm"), ("tense", "sad")):
-        assert section_means[loud][1] > section_means[quiet][1] + 0.1, section_means
-
+        assert means[loud][1] > means[quiet][1] + 0.1, means

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 
-from rtmer.display import Display
+from rtmer.display import Display, print_summary, printable
+from rtmer.engine import StreamStats
+from rtmer.runner import RunSummary
 from rtmer.update import Update
 
 
@@ -40,3 +42,24 @@ def test_a_terminal_gets_one_row_a_stream_rewritten_in_place() -> None:
     assert "(waiting)" not in second and second.count("\x1b[2K") == 2
     display.close()
     assert out.getvalue().endswith("\n")
+
+
+def test_printable_escapes_what_a_terminal_would_act_on() -> None:
+    assert printable("deck 1: Süße 日本") == "deck 1: Süße 日本"
+    assert printable("a\x1b[2Jb\x07\n\t\u202ec\x7f") == "a\\x1b[2Jb\\x07\\n\\t\\u202ec\\x7f"
+
+
+def test_names_with_control_characters_are_escaped_in_the_display_and_the_summary() -> None:
+    out = io.StringIO()
+    Display(["a\x1b[2J"], out)([update("a\x1b[2J", 0, 0.5, -0.25)])
+    summary = RunSummary(streams={"a\x1b[2J": StreamStats()}, failed_inputs={"file x\x1b]0;t\x07.wav": "no such file"})
+    print_summary(summary, [], out)
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text
+    assert "a\\x1b[2J t=" in text and "stream a\\x1b[2J: 0 hops" in text and "FAILED file x\\x1b]0;t\\x07.wav" in text
+
+
+def test_a_terminals_rows_escape_a_stream_that_is_still_waiting() -> None:
+    term = FakeTerminal()
+    Display(["x\x1b[2J", "b"], term)([update("b", 0, 0.0, 0.0)])
+    assert "x\\x1b[2J (waiting)" in term.getvalue() and "\x1b[2J" not in term.getvalue().replace("\x1b[2K", "")

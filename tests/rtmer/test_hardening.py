@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import StuckFile, build_tiny_model, music_like, stderr_until
+from conftest import StuckFile, build_tiny_model, music_like, rtmer_command, stderr_until
 from rtmer.cli import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
 from rtmer.sources import MonoResampler, PcmInput
 from rtmer.textout import NdjsonSink
@@ -362,8 +362,8 @@ def test_pcm_input_never_changes_the_pipes_blocking_mode() -> None:
 
 
 # ---- 12: signals ------------------------------------------------------------------------------------
-def _started_run(extra: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([*RTMER, "run", "--stream", "stdin", "--format", "s16le", "--rate", "16000",
+def _started_run(extra: list[str], *, ignoring: tuple[signal.Signals, ...] = ()) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*rtmer_command(ignoring=ignoring), "run", "--stream", "stdin", "--format", "s16le", "--rate", "16000",
                              "--channels", "1", "--ndjson", "--no-display", *extra],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
 
@@ -451,7 +451,7 @@ def test_the_command_line_module_loads_without_numpy_or_onnxruntime() -> None:
 def test_a_signal_during_model_loading_waits_for_the_clean_stop(
     audio: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Deterministic form of the above: SIGINT arrives while the model loads (held, then handled)."""
+    """Deterministic form of the above: SIGINT arrives while the model loads (recorded, then handled)."""
     import rtmer.model
 
     real = rtmer.model.StreamingModel.__init__
@@ -538,7 +538,8 @@ def test_handlers_and_the_signal_mask_are_restored(audio: dict[str, Path], _no_l
 
 
 def test_child_processes_do_not_inherit_blocked_signals(audio: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The signals held while rtmer starts are released before inputs open (ffmpeg is a child)."""
+    """No signal is blocked while inputs open (ffmpeg is a child, and would inherit the mask): rtmer
+    records them with a handler instead, which a child's exec resets to the default."""
     import rtmer.decode
 
     seen: list[set[int]] = []
@@ -552,3 +553,167 @@ def test_child_processes_do_not_inherit_blocked_signals(audio: dict[str, Path], 
     code, _, err = cli("run", "--stream", str(audio["clip"]), "--no-realtime", "--ndjson", "--no-display")
     assert code == EXIT_OK, err
     assert seen and not seen[0] & {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+# ---- the second hardening issue: a process's start and end (rows 5, 6, 8, 13) ----------------------
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGINT])
+def test_a_signal_the_parent_ignores_stays_ignored(sig: signal.Signals) -> None:
+    """Row 5: under nohup (SIGHUP ignored) closing the SSH session still ended the show, as rtmer
+    put its handler over the inherited SIG_IGN. SIGINT likewise: a shell without job control
+    ignores it for a background job, so that a Ctrl-C meant for the script does not stop it."""
+    proc = _started_run([], ignoring=(sig,))
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(pcm16(2.0))
+        proc.stdin.flush()
+        assert all(proc.stdout.readline() for _ in range(4))  # running, past every handler's installation
+        proc.send_signal(sig)
+        proc.stdin.write(pcm16(1.0))
+        out, err = proc.communicate(timeout=60)  # closes stdin: the input ends
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = err.decode()
+    assert proc.returncode == EXIT_OK, text
+    assert "6 updates" in text and "interrupted" not in text and len(out.splitlines()) == 2
+    no_traceback(text)
+
+
+_SIGNAL_AT = """
+import os, runpy, signal, sys, threading
+for sig in (signal.SIGTERM, signal.SIGHUP):  # as in a terminal's foreground job
+    signal.signal(sig, signal.SIG_DFL)
+signal.signal(signal.SIGINT, signal.default_int_handler)  # what Python sets when it finds SIGINT at its default
+sig, delay = int(sys.argv[1]), float(sys.argv[2])
+sys.argv = ["rtmer", *sys.argv[3:]]
+timer = threading.Timer(delay, os.kill, (os.getpid(), sig))
+timer.daemon = True
+timer.start()
+runpy.run_module("rtmer", run_name="__main__", alter_sys=True)  # python -m rtmer, from here on
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+# From 0.05 s: an earlier signal can, on a loaded machine, come before Python reaches rtmer's first
+# line, which no program can help; the moment the handlers are in is tested below, by /proc.
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.2, 0.5])
+def test_a_signal_while_run_starts_stops_it_cleanly(audio: dict[str, Path], sig: signal.Signals, delay: float) -> None:
+    """Row 6: SIGTERM or SIGHUP from about 0.06 to 0.2 s killed `run` with the default action
+    (143, 129) and no summary; SIGINT in its first 0.03 s printed a KeyboardInterrupt traceback
+    from an import. `delay` counts from `python -m rtmer` starting to import rtmer: the signal
+    lands in the imports, the parsing, the model loading, the opening of the input or the run."""
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_AT, str(int(sig)), str(delay), "run", "--stream",
+                           str(audio["long"]), "--ndjson", "--no-display"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, proc.stderr
+    assert "updates (interrupted)" in proc.stderr  # the summary
+    no_traceback(proc.stderr)
+
+
+def _signals_caught(pid: int) -> int:
+    """The mask of signals that process ``pid`` has handlers for (Linux's /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_the_moment_the_handlers_are_in_stops_the_run_cleanly(
+    audio: dict[str, Path], sig: signal.Signals
+) -> None:
+    """Row 6 at 0 s: sent as soon as the process has a SIGTERM handler (its first moment a
+    program could take one), while the heavy imports are still to come."""
+    proc = subprocess.Popen([*rtmer_command(), "run", "--stream", str(audio["long"]), "--ndjson", "--no-display"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+    try:
+        while not _signals_caught(proc.pid) >> (signal.SIGTERM - 1) & 1:
+            assert proc.poll() is None, "rtmer ended before it took SIGTERM"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = err.decode()
+    assert proc.returncode == EXIT_INTERRUPTED, text
+    assert "updates (interrupted)" in text
+    no_traceback(text)
+
+
+@pytest.mark.parametrize(("redirect", "extra", "code", "says"), [
+    ("<&-", ["--stream", "stdin"], EXIT_INPUT_FAILED, "stream s1 reads stdin, which is closed"),
+    (">&-", ["--ndjson"], EXIT_USAGE, "writes every update to stdout, which is closed"),
+    (">&-", ["--csv", "--display"], EXIT_USAGE, "output.stdout='csv' (--csv) writes every update to stdout"),
+    (">&-", ["--display"], EXIT_OK, "7 updates"),  # the display goes to stderr then
+])
+def test_a_closed_standard_stream_is_a_clear_error(
+    audio: dict[str, Path], redirect: str, extra: list[str], code: int, says: str
+) -> None:
+    """Row 8: `rtmer run --stream stdin <&-` and `rtmer run --ndjson >&-` ended in a traceback
+    (AttributeError: 'NoneType' object has no attribute 'buffer')."""
+    argv = [*RTMER, "run", "--no-realtime", *(extra if "stdin" in extra else ["--stream", str(audio["clip"]), *extra])]
+    proc = subprocess.run(["sh", "-c", f'exec "$@" {redirect}', "sh", *argv],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == code, proc.stderr
+    assert says in proc.stderr
+    no_traceback(proc.stderr)
+    if "--display" in extra and code == EXIT_OK:
+        assert proc.stderr.count(" t=") == 7  # the display's lines
+
+
+def test_a_closed_stderr_leaves_the_output_whole(audio: dict[str, Path]) -> None:
+    """Row 8: with stderr closed (2>&-) there is nowhere to say anything, and the run goes on."""
+    argv = [*RTMER, "run", "--no-realtime", "--stream", str(audio["clip"]), "--ndjson"]
+    proc = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *argv], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+    assert proc.returncode == EXIT_OK
+    assert len(proc.stdout.splitlines()) == 7
+
+
+def test_control_characters_in_names_reach_the_terminal_escaped(audio: dict[str, Path], tmp_path: Path) -> None:
+    """Row 13: a model's name (its ONNX metadata) and a file's name went to the terminal raw,
+    where an escape sequence can rewrite the screen or the window's title."""
+    model = build_tiny_model(tmp_path / "m.onnx", metadata={"model_name": "tiny\x1b]0;pwned\x07\x1b[2J"})
+    clip = tmp_path / "clip\x1b[31m.wav"
+    clip.write_bytes(audio["clip"].read_bytes())
+    proc = subprocess.run([*RTMER, "run", "--model", str(model), "--stream", str(clip), "--no-realtime",
+                           "--display"], capture_output=True, cwd=REPO, timeout=120)
+    err = proc.stderr.decode()
+    assert proc.returncode == EXIT_OK, err
+    assert b"\x1b" not in proc.stderr and b"\x07" not in proc.stderr and b"\x1b" not in proc.stdout
+    assert "model tiny\\x1b]0;pwned\\x07\\x1b[2J 0" in err and "clip\\x1b[31m.wav" in err
+
+
+@pytest.mark.parametrize(("realtime", "seconds", "hops"), [
+    (True, 1.0, 2), (True, 2.5, 5), (True, 3.2, 6), (False, 0.3, 0), (False, 1.2, 2), (False, 3.0, 6),
+])
+def test_seconds_gives_every_hop_of_that_much_audio(
+    audio: dict[str, Path], realtime: bool, seconds: float, hops: int
+) -> None:
+    """Row 13: `--seconds 5` gave 9 updates, not 10. The clock started before the input, and the
+    resampler (a 44.1 kHz file) holds back a few milliseconds, so the hop ending at 5 s came
+    just after the run had stopped. Unpaced, `--seconds` stopped on the wall clock instead."""
+    pacing = "--realtime" if realtime else "--no-realtime"
+    code, out, err = cli("run", "--stream", str(audio["clip"]), pacing, "--seconds", str(seconds), "--ndjson",
+                         "--no-display")
+    assert code == EXIT_OK, err
+    assert [json.loads(line)["t"] for line in out.splitlines()] == [0.5 * (i + 1) for i in range(hops)]
+    assert f"{hops} updates" in err and "interrupted" not in err
+
+
+@pytest.mark.parametrize("spec", ["my deck={clip}", "=file:{clip}", "deck 2=stdin"])
+def test_a_stream_id_that_is_not_one_is_named(audio: dict[str, Path], spec: str) -> None:
+    """Row 13: `--stream 'my deck=song.wav'` said "no such file 'my deck=song.wav'"."""
+    text = spec.format(clip=audio["clip"])
+    code, _, err = cli("run", "--stream", text, "--no-realtime", "--no-display")
+    ident = text.partition("=")[0]
+    assert code == EXIT_USAGE, err
+    assert f"the stream id {ident!r} (before '=') may hold only letters, digits, '_', '.' and '-'" in err
+
+
+def test_a_stream_id_that_is_not_one_is_named_in_a_config_file(audio: dict[str, Path], tmp_path: Path) -> None:
+    config = tmp_path / "rtmer.toml"
+    config.write_text(f'[input]\nstreams = ["my deck={audio["clip"]}"]\n')
+    code, _, err = cli("run", "--config", str(config), "--no-realtime", "--no-display")
+    assert code == EXIT_USAGE and "the stream id 'my deck'" in err, err
