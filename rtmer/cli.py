@@ -592,7 +592,8 @@ def _cmd_devices(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
 
 def _cmd_analyze(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """``rtmer analyze``: outputs checked first, then the job (``rtmer.analyze``) under Ctrl-C handling."""
-    from rtmer.analyze import AnalyzeJob, check_outputs, run_analysis
+    from rtmer.analyze import AnalyzeJob, run_analysis
+    from rtmer.outputs import check_outputs
 
     s = _settings(args)
     if args.pcm_format is None:

@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from conftest import cli, music_like, read_csv, stderr_until, tone
-from rtmer.analyze import dedupe, output_names
+from rtmer.outputs import dedupe, output_names
 from rtmer.cli import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 REPO = Path(__file__).resolve().parents[2]
