@@ -32,7 +32,10 @@ Client to server (optional):
 Anything else (binary frames, text that is not JSON or not an object, JSON nested
 deeper than Python can parse, bad fields, text over ``MAX_CONTROL_CHARS``) is ignored
 and counted. A frame over ``MAX_FRAME_BYTES`` makes the websockets library close that
-one connection (code 1009); the server and the other clients carry on.
+one connection (code 1009); the server and the other clients carry on. A client that
+sends more than ``CLIENT_MESSAGE_RATE`` (20) messages a second on average, in bursts of
+at most ``CLIENT_MESSAGE_BURST`` (40), valid or not, is closed with code 1008 (policy
+violation) and counted in ``flooded``.
 
 Security
 --------
@@ -55,6 +58,8 @@ Security
 - **Connection cap.** At most ``max_clients`` clients at once; one more is accepted and
   closed at once with code 1013 (try again later) and a reason that says so.
 - **TLS.** With ``certfile`` and ``keyfile`` the server speaks ``wss://``.
+- **Out of file descriptors.** A failing ``accept()`` (EMFILE, ENFILE) is logged once a
+  second at most, without a traceback; asyncio retries every second by itself.
 
 Refused handshakes are counted in ``refused`` (and capped clients in ``capped``).
 
@@ -65,11 +70,24 @@ at once (websockets ``broadcast``: one encoding, one write per client, no task s
 Any other client gets the message through its queue, which its sender task writes as
 fast as the socket takes it.
 
+Flow control: kernel buffers alone would hold hundreds of updates for a slow client
+(megabytes on loopback), so that it reads data minutes old. Instead the server pings each
+client after writing to it, at most every ``ACK_INTERVAL`` (0.25 s); the pong confirms
+that the client has read everything written before the ping. Nothing more is written to
+a client that has left a message unconfirmed for ``max_lag`` (2 s): its updates go to its
+queue. Its socket's send buffer is ``SEND_BUFFER_BYTES`` and the websockets write limit
+``WRITE_LIMIT_BYTES``, so little waits below the server either.
+
 Overflow policy: each client has a queue of ``queue_size`` messages
-(``deque(maxlen=queue_size)``). When a client cannot keep up (slow network, a client
-that stopped reading), its queue fills and the OLDEST message is dropped and counted in
+(``deque(maxlen=queue_size)``). When it is full the OLDEST message is dropped; a queued
+message older than ``max_lag`` when its turn comes is dropped too. Both are counted in
 that client's ``dropped`` and in the total. Other clients and the engine never wait for
-it. A client that stops reading entirely is closed by the keepalive ping after about
+it. So what a client has been sent and not yet read is at most about ``2 * max_lag``
+of updates (those written in the ``max_lag`` before its last confirmation, and a queue
+of updates younger than ``max_lag``), plus what its own library buffers after reading
+the socket (16 messages for a websockets client, ``max_queue``). A client that reads
+more slowly than the stream skips updates rather than falling further behind. A client
+that stops reading entirely is closed by the keepalive ping after about
 ``ping_interval + ping_timeout`` (20 s + 20 s). Per-message compression is off, so one
 serialised string is sent to every client as is.
 """
