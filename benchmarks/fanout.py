@@ -100,8 +100,9 @@ def ws_receivers_raw(port: int, n_clients: int, n_updates: int, deadline_s: floa
         socks.append(s)
         bufs.append(bytearray(head.split(b"\r\n\r\n", 1)[1]))
 
-    def frames(buf: bytearray) -> list[bytes]:
-        """Complete text frames at the head of ``buf`` (consumed); other opcodes skipped."""
+    def frames(buf: bytearray, sock: socket.socket) -> list[bytes]:
+        """Complete text frames at the head of ``buf`` (consumed); a ping is answered on ``sock``
+        (rtmer's server pings to learn how far a client has read), other opcodes skipped."""
         done = []
         while len(buf) >= 2:
             opcode, n, i = buf[0] & 0x0F, buf[1] & 0x7F, 2
@@ -117,6 +118,8 @@ def ws_receivers_raw(port: int, n_clients: int, n_updates: int, deadline_s: floa
                 break
             if opcode == 1:
                 done.append(bytes(buf[i : i + n]))
+            elif opcode == 9:  # a pong, masked (with a zero mask) as client frames must be
+                sock.sendall(bytes([0x8A, 0x80 | n]) + b"\0\0\0\0" + bytes(buf[i : i + n]))
             del buf[: i + n]
         return done
 
@@ -126,13 +129,13 @@ def ws_receivers_raw(port: int, n_clients: int, n_updates: int, deadline_s: floa
         sel.register(s, selectors.EVENT_READ, k)
     hellos = 0
     for k in range(n_clients):  # the hello may already be buffered after the headers
-        hellos += len(frames(bufs[k]))
+        hellos += len(frames(bufs[k], socks[k]))
     end = time.monotonic() + 20
     while hellos < n_clients and time.monotonic() < end:
         for key, _ in sel.select(0.1):
             k = key.data
             bufs[k] += socks[k].recv(65536)
-            hellos += len(frames(bufs[k]))
+            hellos += len(frames(bufs[k], socks[k]))
     ready.put("ws")
     remaining = n_clients * n_updates
     end = time.monotonic() + deadline_s
@@ -145,7 +148,7 @@ def ws_receivers_raw(port: int, n_clients: int, n_updates: int, deadline_s: floa
                 sel.unregister(socks[k])
                 continue
             bufs[k] += data
-            for msg in frames(bufs[k]):
+            for msg in frames(bufs[k], socks[k]):
                 seq = json.loads(msg)["seq"]
                 arrivals[k, seq] = t
                 got[k] += 1

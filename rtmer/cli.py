@@ -6,7 +6,7 @@ Exit codes
 1    some inputs failed (an unreadable file, a stream that broke, a truncated file: analysed
      as far as it goes, ``--stream stdin`` with stdin closed); the rest were processed. Also:
      stdout's reader went away, an ``-o`` special file refused the data, ``analyze`` had hops
-     the model failed on (flagged)
+     the model failed on (flagged), ``run``'s every OSC datagram failed
 2    usage or configuration error (bad flag, bad config file, bad value, an output that cannot
      be written: checked before anything is analysed, ``run --ndjson`` or ``--csv`` with stdout
      closed; ``--plot`` without matplotlib, the ``plot`` extra)
@@ -450,7 +450,8 @@ def _web_page(s: dict[str, Any], sinks: list[Sink]) -> WebPageServer | None:
         ws = next((x for x in sinks if isinstance(x, WebSocketSink)), None)
         if ws is None:
             raise ConfigError("web.enabled=true needs the WebSocket server: websocket.enabled=true or --ws")
-        return WebPageServer(s["web_host"], s["web_port"], ws_host=ws.host, ws_port=ws.port, ws_tls=ws.tls)
+        return WebPageServer(s["web_host"], s["web_port"], ws_host=ws.host, ws_port=ws.port, ws_tls=ws.tls,
+                             ws_has_token=ws.has_token, ssl_context=ws.ssl_context)
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -513,6 +514,12 @@ def _run_pipeline(
     if text is not None and text.failed:
         gone = "the run stopped" if end_when is not None else "the other outputs went on"
         summary.failed_outputs["stdout"] = f"stopped after {text.updates_written} updates ({text.error}); {gone}"
+    from rtmer.osc import OscSink
+
+    osc = next((x for x in sinks if isinstance(x, OscSink)), None)
+    if osc is not None and osc.all_failed:  # a stage that gets nothing is not a success
+        summary.failed_outputs["osc"] = (f"every datagram failed ({osc.failed}, none sent): is the target address "
+                                         "right, and does something listen there?")
     if not quiet:
         print_summary(summary, sinks, stderr)
     engine.raise_if_broken()
@@ -533,6 +540,9 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         if args.ws is False:
             raise ConfigError("--web needs the WebSocket server, which --no-ws turns off; drop one of them")
         s["ws"] = True
+    from rtmer.websocket import check_max_clients
+
+    check_max_clients(s["ws_max_clients"])  # also when --ws is off, rather than ignoring a bad value
     engine = _engine(s)
     inputs, failures = _inputs(s, engine)
     for why in failures:

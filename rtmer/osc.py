@@ -21,6 +21,9 @@ Notes
 The bundle is encoded once per update and the same bytes go to every target. Each
 target has its own non-blocking *connected* UDP socket, so that the kernel reports an
 ICMP "port unreachable" for a datagram as a pending socket error (``ECONNREFUSED``).
+IPv4 sockets have ``SO_BROADCAST`` set, so a target may be a broadcast address
+(``255.255.255.255:9000``, or a subnet's, such as ``192.168.1.255:9000``) to reach every
+machine on a stage network.
 Such errors, an unresolvable host or an unreachable network never stop the sink: the
 first error of each target is logged once as a warning, and the sink keeps sending (a
 receiver that starts later gets the next bundles). A host name is resolved once, in
@@ -37,6 +40,8 @@ full buffer) plus those refused by the receiving host. Before each send (and at
 the previous datagram's, which moves from ``sent`` to ``failed``. On loopback the
 refusal is pending at once, so the counts are exact; a remote host may rate-limit its
 ICMP replies (Linux: about one a second), so there ``sent`` is an upper bound.
+``OscSink.all_failed`` says that datagrams were sent and none succeeded, which
+``rtmer run`` reports as a failed output (exit 1).
 """
 
 from __future__ import annotations
@@ -126,6 +131,8 @@ class _Target:
         family, type_, proto, _, addr = infos[0]
         sock = socket.socket(family, type_, proto)
         sock.setblocking(False)
+        if family == socket.AF_INET:  # else connecting to a broadcast address fails (EACCES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         try:
             sock.connect(addr)  # UDP: no packet, only fixes the peer so ICMP errors come back
         except OSError as exc:  # e.g. network unreachable: keep the socket, later sends retry
@@ -240,6 +247,21 @@ class OscSink:
     def targets(self) -> list[OscTargetStats]:
         """Per-target counters (live objects; read them, do not change them)."""
         return [t.stats for t in self._targets]
+
+    @property
+    def sent(self) -> int:
+        """Datagrams sent, over all targets (see the module notes)."""
+        return sum(t.stats.sent for t in self._targets)
+
+    @property
+    def failed(self) -> int:
+        """Datagrams that failed, over all targets."""
+        return sum(t.stats.failed for t in self._targets)
+
+    @property
+    def all_failed(self) -> bool:
+        """True when at least one datagram failed and none was sent (exact after ``close``)."""
+        return self.sent == 0 and self.failed > 0
 
     def base_address(self, stream: str) -> str:
         """The address prefix of ``stream``'s messages, e.g. ``/rtmer`` or ``/rtmer/deck1``."""

@@ -32,7 +32,10 @@ Client to server (optional):
 Anything else (binary frames, text that is not JSON or not an object, JSON nested
 deeper than Python can parse, bad fields, text over ``MAX_CONTROL_CHARS``) is ignored
 and counted. A frame over ``MAX_FRAME_BYTES`` makes the websockets library close that
-one connection (code 1009); the server and the other clients carry on.
+one connection (code 1009); the server and the other clients carry on. A client that
+sends more than ``CLIENT_MESSAGE_RATE`` (20) messages a second on average, in bursts of
+at most ``CLIENT_MESSAGE_BURST`` (40), valid or not, is closed with code 1008 (policy
+violation) and counted in ``flooded``.
 
 Security
 --------
@@ -55,6 +58,8 @@ Security
 - **Connection cap.** At most ``max_clients`` clients at once; one more is accepted and
   closed at once with code 1013 (try again later) and a reason that says so.
 - **TLS.** With ``certfile`` and ``keyfile`` the server speaks ``wss://``.
+- **Out of file descriptors.** A failing ``accept()`` (EMFILE, ENFILE) is logged once a
+  second at most, without a traceback; asyncio retries every second by itself.
 
 Refused handshakes are counted in ``refused`` (and capped clients in ``capped``).
 
@@ -65,11 +70,24 @@ at once (websockets ``broadcast``: one encoding, one write per client, no task s
 Any other client gets the message through its queue, which its sender task writes as
 fast as the socket takes it.
 
+Flow control: kernel buffers alone would hold hundreds of updates for a slow client
+(megabytes on loopback), so that it reads data minutes old. Instead the server pings each
+client after writing to it, at most every ``ACK_INTERVAL`` (0.25 s); the pong confirms
+that the client has read everything written before the ping. Nothing more is written to
+a client that has left a message unconfirmed for ``max_lag`` (2 s): its updates go to its
+queue. Its socket's send buffer is ``SEND_BUFFER_BYTES`` and the websockets write limit
+``WRITE_LIMIT_BYTES``, so little waits below the server either.
+
 Overflow policy: each client has a queue of ``queue_size`` messages
-(``deque(maxlen=queue_size)``). When a client cannot keep up (slow network, a client
-that stopped reading), its queue fills and the OLDEST message is dropped and counted in
+(``deque(maxlen=queue_size)``). When it is full the OLDEST message is dropped; a queued
+message older than ``max_lag`` when its turn comes is dropped too. Both are counted in
 that client's ``dropped`` and in the total. Other clients and the engine never wait for
-it. A client that stops reading entirely is closed by the keepalive ping after about
+it. So what a client has been sent and not yet read is at most about ``2 * max_lag``
+of updates (those written in the ``max_lag`` before its last confirmation, and a queue
+of updates younger than ``max_lag``), plus what its own library buffers after reading
+the socket (16 messages for a websockets client, ``max_queue``). A client that reads
+more slowly than the stream skips updates rather than falling further behind. A client
+that stops reading entirely is closed by the keepalive ping after about
 ``ping_interval + ping_timeout`` (20 s + 20 s). Per-message compression is off, so one
 serialised string is sent to every client as is.
 """
@@ -79,7 +97,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import hmac
-import ipaddress
 import json
 import logging
 import math
@@ -100,7 +117,8 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from rtmer.errors import ConfigError, PortInUseError
-from rtmer.hosts import header_hostname, host_port
+from rtmer.hosts import header_hostname, host_port, is_loopback_host, is_loopback_name, needs_token_message
+from rtmer.netlimits import OUT_OF_RESOURCES, AcceptErrorLog, TokenBucket
 from rtmer.textout import update_to_json
 from rtmer.update import Update
 
@@ -115,6 +133,20 @@ MAX_SUBSCRIBE_STREAMS = 256
 MAX_CLIENTS = 256
 """Default cap on clients connected at once; one more is closed with code 1013."""
 CLOSE_TOO_MANY_CLIENTS = 1013  # RFC 6455 registry: "Try Again Later"
+CLOSE_POLICY_VIOLATION = 1008
+CLIENT_MESSAGE_RATE = 20.0
+"""Messages a client may send a second on average [1/s]; more closes it with code 1008."""
+CLIENT_MESSAGE_BURST = 40
+"""Messages a client may send at once, above the rate [messages]."""
+MAX_LAG_SECONDS = 2.0
+"""Nothing more is written to a client that has not confirmed (by answering a ping) what
+was written to it this long ago [s]: its updates wait in its queue instead."""
+ACK_INTERVAL = 0.25
+"""Seconds between the pings that ask a client how far it has read."""
+SEND_BUFFER_BYTES = 16384
+"""SO_SNDBUF of each client's socket [bytes] (Linux doubles it): little waits in the kernel."""
+WRITE_LIMIT_BYTES = 16384
+"""High-water mark of each client's user-space write buffer [bytes] (websockets ``write_limit``)."""
 MIN_TOKEN_CHARS = 16
 HELLO_MODEL_KEYS = (
     "model_name", "model_version", "contract_version", "sample_rate", "hop_samples", "hop_seconds",
@@ -162,6 +194,8 @@ class WebSocketStats:
     """Handshakes refused: wrong or missing token, Origin or Host not allowed."""
     capped: int = 0
     """Clients closed at once because ``max_clients`` were connected."""
+    flooded: int = 0
+    """Clients closed (code 1008) for sending more than ``CLIENT_MESSAGE_RATE`` messages a second."""
 
 
 class _Client:
@@ -169,7 +203,7 @@ class _Client:
         self.id = id_
         self.ws = ws
         self.remote = _remote(ws)
-        self.queue: deque[str] = deque(maxlen=queue_size)
+        self.queue: deque[tuple[float, str]] = deque(maxlen=queue_size)  # (when queued [monotonic s], message)
         self.wake = asyncio.Event()
         self.streams: frozenset[str] | None = None
         self.busy = True  # its sender task has messages to write (the hello first)
@@ -178,6 +212,11 @@ class _Client:
         self.dropped = 0
         self.ignored = 0
         self.hello = ""
+        self.budget = TokenBucket(CLIENT_MESSAGE_RATE, CLIENT_MESSAGE_BURST)
+        # How far it has read, from its answers to pings (the sender's flow control):
+        self.unconfirmed_since: float | None = None  # when the oldest unconfirmed message was written [monotonic s]
+        self.first_after_ping: float | None = None  # when the first message after the ping in flight was written
+        self.wrote = asyncio.Event()  # something was written since the last ping
 
     def stats(self) -> ClientStats:
         return ClientStats(
@@ -216,6 +255,9 @@ class WebSocketSink:
         Clients connected at once [clients]; one more is closed with code 1013.
     certfile, keyfile
         PEM certificate (chain) and private key: serve ``wss://`` (TLS).
+    max_lag
+        Seconds [s] of writes a client may leave unconfirmed before further updates wait
+        in its queue (see the overflow policy in the module docstring).
 
     See the module docstring for the protocol, the overflow policy and security.
     """
@@ -232,6 +274,7 @@ class WebSocketSink:
         max_clients: int = MAX_CLIENTS,
         certfile: str | None = None,
         keyfile: str | None = None,
+        max_lag: float = MAX_LAG_SECONDS,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ConfigError(f"WebSocket host={host!r} must be a non-empty host name or address")
@@ -239,8 +282,9 @@ class WebSocketSink:
             raise ConfigError(f"WebSocket port={port!r} must be an integer in 0..65535 (0 picks a free port)")
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise ConfigError(f"WebSocket queue_size={queue_size!r} must be a positive integer [messages]")
-        if isinstance(max_clients, bool) or not isinstance(max_clients, int) or not 1 <= max_clients <= 100_000:
-            raise ConfigError(f"WebSocket max_clients={max_clients!r} must be an integer in 1..100000 [clients]")
+        check_max_clients(max_clients)
+        if isinstance(max_lag, bool) or not isinstance(max_lag, int | float) or not 0 < max_lag < math.inf:
+            raise ConfigError(f"WebSocket max_lag={max_lag!r} must be a positive number of seconds")
         if token is not None and (not isinstance(token, str) or len(token) < MIN_TOKEN_CHARS
                                   or not token.isprintable() or token != token.strip()):
             raise ConfigError(
@@ -249,11 +293,7 @@ class WebSocketSink:
                 "make one with: python -c 'import secrets; print(secrets.token_urlsafe())'"
             )
         if token is None and not is_loopback_host(host):
-            raise ConfigError(
-                f"WebSocket host={host!r} is not a loopback address, so anyone on the network could read the "
-                "stream: give a token (--ws-token TOKEN or the RTMER_WS_TOKEN environment variable; clients send "
-                "'Authorization: Bearer TOKEN' or ?token=TOKEN), or listen on 127.0.0.1"
-            )
+            raise ConfigError(needs_token_message("WebSocket", host))
         origins = list(allowed_origins)
         if not all(isinstance(o, str) and o for o in origins):
             raise ConfigError(f"WebSocket allowed_origins={origins!r} must be origins such as 'https://show.example'")
@@ -273,11 +313,14 @@ class WebSocketSink:
         self.port = port
         self.queue_size = queue_size
         self.max_clients = max_clients
+        self.max_lag = float(max_lag)
         self.tls = self._ssl is not None
         self._token = token.encode("utf-8") if token is not None else None
         self._origins = {_normal_origin(o) for o in origins}
         self._refused = 0
         self._capped = 0
+        self._flooded = 0
+        self._accept_errors = AcceptErrorLog(log, "WebSocket server")
         self._hello_json, self._hello_public = self._encode_hellos(hello)
         self._clients: dict[int, _Client] = {}
         self._gone: deque[ClientStats] = deque(maxlen=_GONE_KEPT)
@@ -307,6 +350,11 @@ class WebSocketSink:
     def has_token(self) -> bool:
         """True when clients must present a token."""
         return self._token is not None
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of ``certfile`` and ``keyfile`` (None without TLS); the web page serves HTTPS with it."""
+        return self._ssl
 
     @property
     def url(self) -> str:
@@ -367,6 +415,7 @@ class WebSocketSink:
             per_client=tuple(by_id[i] for i in sorted(by_id)),
             refused=self._refused,
             capped=self._capped,
+            flooded=self._flooded,
         )
 
     def close(self, timeout: float = 2.0) -> None:
@@ -393,6 +442,7 @@ class WebSocketSink:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
+        self._loop.set_exception_handler(self._loop_error)
         try:
             self._server = self._loop.run_until_complete(self._start())
             self.port = int(self._server.sockets[0].getsockname()[1]) if self._server.sockets else self.port
@@ -412,6 +462,15 @@ class WebSocketSink:
                 self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             self._loop.close()
 
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Out of file descriptors in ``accept()``: one line a second, no traceback (asyncio retries
+        every second by itself); anything else goes to asyncio's own handler."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in OUT_OF_RESOURCES and "accept" in str(context.get("message")):
+            self._accept_errors.failed(exc)
+            return
+        loop.default_exception_handler(context)
+
     async def _start(self) -> Server:
         return await serve(
             self._handler,
@@ -419,6 +478,7 @@ class WebSocketSink:
             self.port,
             compression=None,
             max_size=MAX_FRAME_BYTES,
+            write_limit=WRITE_LIMIT_BYTES,
             close_timeout=1.0,
             process_request=self._check_handshake,
             ssl=self._ssl,
@@ -446,7 +506,7 @@ class WebSocketSink:
         except Exception:  # noqa: BLE001 - a malformed header is a refusal, not a traceback
             return self._refuse(connection, HTTPStatus.BAD_REQUEST, "malformed headers")
         host = header_hostname(hosts[0]) if len(hosts) == 1 else None
-        if self._token is None and (host is None or not _is_loopback_name(host)):
+        if self._token is None and (host is None or not is_loopback_name(host)):
             return self._refuse(connection, HTTPStatus.FORBIDDEN, f"Host {hosts[0] if hosts else None!r} is not "
                                 "allowed without a token (this server answers loopback names only)")
         if len(origins) > 1 or (origins and not self._origin_allowed(origins[0], host)):
@@ -461,7 +521,7 @@ class WebSocketSink:
         name = _hostname_of_origin(origin)
         if name is None:
             return False  # "null" (a page opened from a file, a sandboxed frame) unless allowed
-        return _is_loopback_name(name) or (host is not None and name == host)
+        return is_loopback_name(name) or (host is not None and name == host)
 
     async def _shutdown(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -480,6 +540,7 @@ class WebSocketSink:
             return
         message: str | None = None
         direct: list[ServerConnection] = []
+        now = time.monotonic()
         for client in self._clients.values():
             if client.streams is not None and update.stream not in client.streams:
                 continue
@@ -490,22 +551,41 @@ class WebSocketSink:
                 not client.busy
                 and ws.state is State.OPEN
                 and ws.transport.get_write_buffer_size() < FAST_PATH_BUFFER_BYTES
+                and not self._behind(client, now)
             ):
-                direct.append(ws)  # nothing queued and the socket keeps up: write now
-                client.sent += 1
-                self._sent += 1
+                direct.append(ws)  # nothing queued and the client keeps up: write now
+                self._wrote(client, now)
             else:
-                self._push(client, message)
+                self._push(client, message, now)
         if direct and message is not None:
             broadcast(direct, message)  # encodes once; writes every frame without awaiting
 
-    def _push(self, client: _Client, message: str) -> None:
+    def _push(self, client: _Client, message: str, now: float | None = None) -> None:
         if len(client.queue) == client.queue.maxlen:
-            client.dropped += 1
-            self._dropped += 1
-        client.queue.append(message)
+            self._drop(client)
+        client.queue.append((time.monotonic() if now is None else now, message))
         client.busy = True
         client.wake.set()
+
+    def _drop(self, client: _Client) -> None:
+        client.dropped += 1
+        self._dropped += 1
+
+    def _wrote(self, client: _Client, now: float, *, counted: bool = True) -> None:
+        """Note one message written to ``client``'s socket at ``now`` [monotonic s]."""
+        if counted:
+            client.sent += 1
+            self._sent += 1
+        if client.unconfirmed_since is None:
+            client.unconfirmed_since = now
+        if client.first_after_ping is None:
+            client.first_after_ping = now
+        client.wrote.set()
+
+    def _behind(self, client: _Client, now: float) -> bool:
+        """True when ``client`` has not confirmed a message written more than ``max_lag`` ago."""
+        since = client.unconfirmed_since
+        return since is not None and now - since > self.max_lag
 
     async def _handler(self, ws: ServerConnection) -> None:
         authenticated = self._token is not None  # with a token, only clients that presented it get here
@@ -516,25 +596,27 @@ class WebSocketSink:
                     "(--ws-max-clients; logged once, counted)", _remote(ws), len(self._clients))
             await ws.close(CLOSE_TOO_MANY_CLIENTS, f"too many clients: at most {self.max_clients}")
             return
+        _small_send_buffer(ws)
         client = _Client(next(self._ids), ws, self.queue_size)
         client.hello = self._hello_json if authenticated else self._hello_public
         self._connections += 1
         self._clients[client.id] = client
         log.info("WebSocket client %d connected from %s", client.id, client.remote)
-        sender = asyncio.create_task(self._sender(client))
+        tasks = (asyncio.create_task(self._sender(client)), asyncio.create_task(self._confirmer(client)))
         try:
             async for message in ws:
+                if not client.budget.take():
+                    await self._close_flooder(client)
+                    break
                 self._on_message(client, message)
         except ConnectionClosed:
             pass
         finally:
             client.connected = False
             self._clients.pop(client.id, None)
-            sender.cancel()
-            try:
-                await sender
-            except asyncio.CancelledError:
-                pass
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._gone.append(client.stats())
             log.info(
                 "WebSocket client %d disconnected (sent %d, dropped %d, ignored %d)",
@@ -544,18 +626,49 @@ class WebSocketSink:
                 client.ignored,
             )
 
+    async def _close_flooder(self, client: _Client) -> None:
+        self._flooded += 1
+        log.log(logging.WARNING if self._flooded == 1 else logging.INFO,
+                "WebSocket client %d from %s closed (code %d): it sent more than %g messages a second "
+                "(bursts of %d); logged at warning level once, counted", client.id, client.remote,
+                CLOSE_POLICY_VIOLATION, CLIENT_MESSAGE_RATE, CLIENT_MESSAGE_BURST)
+        await client.ws.close(CLOSE_POLICY_VIOLATION, f"more than {CLIENT_MESSAGE_RATE:g} messages a second "
+                              f"(bursts of {CLIENT_MESSAGE_BURST})")
+
     async def _sender(self, client: _Client) -> None:
         ws = client.ws
         try:
             await ws.send(client.hello)
+            self._wrote(client, time.monotonic(), counted=False)
             while True:
-                while client.queue:
-                    await ws.send(client.queue.popleft())  # waits while the socket is congested
-                    client.sent += 1
-                    self._sent += 1
-                client.busy = False  # drained: updates may be written directly again
+                while client.queue and not self._behind(client, now := time.monotonic()):
+                    queued, message = client.queue.popleft()
+                    if now - queued > self.max_lag:
+                        self._drop(client)  # too old to be worth reading
+                        continue
+                    await ws.send(message)  # waits while the socket is congested
+                    self._wrote(client, time.monotonic())
+                if not client.queue:
+                    client.busy = False  # drained: updates may be written directly again
                 client.wake.clear()
-                await client.wake.wait()
+                await client.wake.wait()  # a new message, or the client confirmed what it read
+        except ConnectionClosed:
+            pass
+
+    async def _confirmer(self, client: _Client) -> None:
+        """Pings ``client`` after writes, at most every ``ACK_INTERVAL``: its pong confirms that it
+        has read everything written before the ping (frames are read in order)."""
+        ws = client.ws
+        try:
+            while True:
+                await client.wrote.wait()
+                client.wrote.clear()
+                client.first_after_ping = None
+                pong = await ws.ping()  # the frame is written at once, behind every earlier message
+                await pong
+                client.unconfirmed_since = client.first_after_ping
+                client.wake.set()
+                await asyncio.sleep(ACK_INTERVAL)
         except ConnectionClosed:
             pass
 
@@ -612,40 +725,26 @@ class WebSocketSink:
                                       separators=(",", ":")))
 
 
+def check_max_clients(max_clients: object) -> None:
+    """Raise ``ConfigError`` unless ``max_clients`` is an integer in 1..100000 (also checked when --ws is off)."""
+    if isinstance(max_clients, bool) or not isinstance(max_clients, int) or not 1 <= max_clients <= 100_000:
+        raise ConfigError(f"WebSocket max_clients={max_clients!r} must be an integer in 1..100000 [clients]")
+
+
+def _small_send_buffer(ws: ServerConnection) -> None:
+    """Shrink the kernel's send buffer of ``ws`` to ``SEND_BUFFER_BYTES`` (it grows to megabytes by itself)."""
+    sock = ws.transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        except OSError as exc:
+            log.debug("WebSocket: cannot set SO_SNDBUF (%s)", exc)
+
+
 # ---- handshake helpers ----------------------------------------------------------------
 def _remote(connection: ServerConnection) -> str:
     addr = connection.remote_address
     return host_port(str(addr[0]), int(addr[1])) if isinstance(addr, tuple) and len(addr) >= 2 else str(addr)
-
-
-def _is_loopback_name(name: str) -> bool:
-    """True for ``localhost`` (and ``*.localhost``), 127.0.0.0/8 and ``::1`` (no lookup)."""
-    name = name.strip("[]").rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def is_loopback_host(host: str) -> bool:
-    """True when a bind address ``host`` can only be reached from this machine.
-
-    A name other than ``localhost`` counts when every address it resolves to is loopback.
-    """
-    if _is_loopback_name(host):
-        return True
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return False  # an address, and not a loopback one
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(_is_loopback_name(str(info[4][0])) for info in infos)
 
 
 def _hostname_of_origin(origin: str) -> str | None:

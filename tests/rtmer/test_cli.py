@@ -420,6 +420,6 @@ def test_osc_summary_counts_refused_datagrams_as_failed(clip: Path) -> None:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]  # closed again: nobody listens there
     code, _, err = cli("run", "--stream", str(clip), "--no-realtime", "--no-display", "--osc", f"127.0.0.1:{dead}")
-    assert code == EXIT_OK, err
+    assert code == EXIT_INPUT_FAILED, err  # every datagram failed: not a success
     # was "4 sent, 3 errors": the kernel accepted every datagram, and each one was refused
     assert f"osc 127.0.0.1:{dead}: 0 sent, 7 failed, last: ConnectionRefusedError" in err

@@ -520,7 +520,7 @@ def test_osc_to_a_closed_port_counts_every_datagram_as_failed(audio: dict[str, P
         port = s.getsockname()[1]  # closed again below: nothing listens there
     code, _, err = cli("run", "--stream", str(audio["clip"]), "--no-realtime", "--osc", f"127.0.0.1:{port}",
                        "--no-display")
-    assert code == EXIT_OK, err
+    assert code == EXIT_INPUT_FAILED, err  # every datagram failed: not a success
     assert f"osc 127.0.0.1:{port}: 0 sent, 7 failed" in err, err
 
 

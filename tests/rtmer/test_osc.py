@@ -9,9 +9,11 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import soundfile as sf
 
 from rtmer.errors import ConfigError
 from rtmer.osc import OscSink, parse_target
@@ -200,6 +202,67 @@ def test_a_receiver_that_starts_later_counts_as_sent() -> None:
     [stats] = sink.targets
     assert len(got) == 2 and (stats.sent, stats.failed) == (2, 1)
 
+
+def _broadcast_reachable() -> bool:
+    """Whether this machine has an IPv4 route a limited broadcast can leave by."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        try:
+            s.connect(("255.255.255.255", 9))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.skipif(not _broadcast_reachable(), reason="no IPv4 route for a broadcast on this machine")
+def test_a_broadcast_target_reaches_every_listener() -> None:
+    """Row 9: SO_BROADCAST was never set, so every datagram to a broadcast address failed."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        rx.bind(("0.0.0.0", 0))  # a receiver on every interface gets broadcasts (and Linux loops them back)
+        rx.settimeout(3)
+        port = rx.getsockname()[1]
+        sink = OscSink([("255.255.255.255", port)])
+        for seq in range(3):
+            sink.publish(make_update(seq))
+        got = [rx.recv(65536) for _ in range(3)]
+        sink.close()
+    [stats] = sink.targets
+    assert all(g == sink.encode(make_update(seq)) for seq, g in enumerate(got))
+    assert (stats.sent, stats.failed, sink.all_failed) == (3, 0, False)
+
+
+def test_all_failed_says_that_nothing_reached_any_target() -> None:
+    dead = free_udp_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        rx.bind(("127.0.0.1", 0))
+        both = OscSink([("127.0.0.1", dead), ("127.0.0.1", rx.getsockname()[1])])
+        only_dead = OscSink([("127.0.0.1", dead)])
+        assert not only_dead.all_failed  # nothing sent yet: nothing failed either
+        for sink in (both, only_dead):
+            for seq in range(3):
+                sink.publish(make_update(seq))
+                time.sleep(0.01)
+            sink.close()
+    assert not both.all_failed and both.sent == 3 and both.failed == 3
+    assert only_dead.all_failed and (only_dead.sent, only_dead.failed) == (0, 3)
+
+
+def test_a_run_whose_every_osc_datagram_failed_exits_1(tmp_path: Path) -> None:
+    from rtmer.cli import EXIT_INPUT_FAILED, EXIT_OK
+    from conftest import cli, music_like
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, music_like(2.0, 16000, seed=4), 16000, subtype="PCM_16")
+    dead = free_udp_port()
+    code, _, err = cli("run", "--stream", str(clip), "--no-realtime", "--no-display", "--osc", f"127.0.0.1:{dead}")
+    assert code == EXIT_INPUT_FAILED, err
+    assert f"osc 127.0.0.1:{dead}: 0 sent, 4 failed" in err  # 2 s: 4 hops
+    assert "FAILED output osc: every datagram failed (4, none sent)" in err
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:  # one live target is enough
+        rx.bind(("127.0.0.1", 0))
+        code, _, err = cli("run", "--stream", str(clip), "--no-realtime", "--no-display", "--osc",
+                           f"127.0.0.1:{dead}", "--osc", f"127.0.0.1:{rx.getsockname()[1]}")
+    assert code == EXIT_OK, err
 
 @pytest.mark.parametrize(
     ("text", "expected"),

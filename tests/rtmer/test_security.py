@@ -209,6 +209,14 @@ def test_a_client_over_the_cap_is_closed_with_1013_and_the_others_are_unaffected
         WebSocketSink(port=0, hello=HELLO, max_clients=0)
 
 
+
+def test_a_bad_max_clients_is_refused_without_ws_too(clip: Path) -> None:
+    """Row 13: ``--ws-max-clients 0`` was accepted without a word when --ws was off."""
+    out, err = _io()
+    assert main(["run", "--stream", str(clip), "--no-realtime", "--no-display", "--ws-max-clients", "0"],
+                stdout=out, stderr=err) == EXIT_USAGE
+    assert "WebSocket max_clients=0 must be an integer in 1..100000" in err.getvalue()
+
 # ---- TLS -----------------------------------------------------------------------------------------------
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
 def test_tls_with_a_certificate_and_key(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,11 @@ CALM_SECONDS = 4.0  # the file the browser tests play: calm, then an energetic s
 ENERGETIC_SECONDS = 26.0  # long enough that rtmer is still running when the checks end; it is stopped
 
 
-def get(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def get(url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
+        timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(url, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
@@ -160,6 +162,233 @@ def test_the_docs_show_the_page_and_its_config_keys(tmp_path: Path) -> None:
     assert "](web-page.png)" in (REPO / "clients" / "README.md").read_text()
     png = (REPO / "clients" / "web-page.png").read_bytes()  # a screenshot taken by the test below
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) < 200_000
+
+
+# ---- limits: connections, timeouts, file descriptors (hardening issue, row 3) ----------------
+def half_sent(port: int, n: int, *, seconds: float = 10.0) -> list[socket.socket]:
+    """Up to ``n`` connections, opened within ``seconds``, that send the first line of a request
+    and nothing more (refused ones are skipped)."""
+    held: list[socket.socket] = []
+    deadline = time.monotonic() + seconds
+    while len(held) < n and time.monotonic() < deadline:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        except OSError:
+            continue
+        try:
+            s.sendall(b"GET / HTTP/1.1\r\n")
+        except OSError:
+            s.close()
+            continue
+        held.append(s)
+    return held
+
+
+def test_half_sent_requests_time_out_and_connections_over_the_cap_get_503() -> None:
+    page = WebPageServer(port=0, ws_host="127.0.0.1", ws_port=8765, max_connections=2, request_timeout=0.5)
+    held = half_sent(page.port, 2)
+    try:
+        assert len(held) == 2
+        wait_for(lambda: len(page._server._deadlines) == 2, "the server to take both connections", timeout=5)
+        status, headers, body = get(page.url)  # a third connection: answered at once, not left waiting
+        assert (status, body, headers["Retry-After"]) == (503, b"busy\n", "1") and page.busy == 1
+        for s in held:  # the server closes a request that does not finish within request_timeout
+            s.settimeout(5)
+            try:
+                assert s.recv(100) == b""
+            except ConnectionResetError:
+                pass
+        assert get(page.url)[0] == 200  # both places are free again
+    finally:
+        for s in held:
+            s.close()
+        page.close()
+    with pytest.raises(ConfigError, match=r"max_connections=0 must be a positive integer"):
+        WebPageServer(port=0, ws_host="127.0.0.1", ws_port=8765, max_connections=0)
+    with pytest.raises(ConfigError, match=r"request_timeout=0 must be a positive number of seconds"):
+        WebPageServer(port=0, ws_host="127.0.0.1", ws_port=8765, request_timeout=0)
+
+
+SERVERS_WITH_FEW_FDS = r"""
+import logging, os, resource, sys
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), hard))
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+from rtmer.web import WebPageServer
+from rtmer.websocket import WebSocketSink
+ws = WebSocketSink(port=0, hello={"streams": ["s1"]})
+web = WebPageServer(port=0, ws_host="127.0.0.1", ws_port=ws.port)
+print(ws.port, web.port, flush=True)
+held = []
+for line in sys.stdin:  # "fill": use up every file descriptor; "free": give them back
+    if line.strip() == "fill":
+        try:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+    elif line.strip() == "free":
+        while held:
+            os.close(held.pop())
+    print("done", line.strip(), flush=True)
+"""
+
+
+@dataclass
+class FewFds:
+    proc: subprocess.Popen[str]
+    ws_port: int
+    web_port: int
+    log: Path
+
+    def command(self, line: str) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == f"done {line}\n"
+
+    def stop(self) -> str:
+        """Stop the servers; their log."""
+        self.proc.kill()
+        self.proc.wait(10)
+        return self.log.read_text()
+
+
+@pytest.fixture
+def few_fds(tmp_path: Path) -> Iterator[FewFds]:
+    """rtmer's two servers in a process that may open 256 files (``RLIMIT_NOFILE``). Its log goes
+    to a file: a pipe that nobody reads while it logs would block it."""
+    with open(tmp_path / "servers.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", SERVERS_WITH_FEW_FDS, "256"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=log, text=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert proc.stdout is not None
+        ws_port, web_port = map(int, proc.stdout.readline().split())
+        yield FewFds(proc, ws_port, web_port, tmp_path / "servers.log")
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def _ws_hello(port: int, timeout: float = 10.0) -> str:
+    from websockets.sync.client import connect
+
+    with connect(f"ws://127.0.0.1:{port}/", open_timeout=timeout) as c:
+        msg = c.recv(timeout=timeout)
+    assert isinstance(msg, str)
+    return str(json.loads(msg)["type"])
+
+
+def test_a_flood_of_half_sent_requests_cannot_use_up_the_file_descriptors(few_fds: FewFds) -> None:
+    """Row 3: 1,100 half-sent requests to the page used up the descriptors, and the WebSocket
+    server then refused everyone, logging accept() tracebacks thousands of times a second."""
+    ws_port, web_port = few_fds.ws_port, few_fds.web_port
+    held = half_sent(web_port, 600)  # more than the 256 descriptors the servers may open
+    try:
+        assert len(held) > 256  # taken as fast as they come (the backlog was 5: most were refused)
+        assert _ws_hello(ws_port, timeout=5) == "hello"  # the WebSocket server still accepts
+        assert get(f"http://127.0.0.1:{web_port}/", timeout=5)[0] == 503  # the page is busy, and says so at once
+    finally:
+        for s in held:
+            s.close()
+    wait_for(lambda: get(f"http://127.0.0.1:{web_port}/", timeout=5)[0] == 200, "the page to be served again",
+             timeout=15)
+    err = few_fds.stop()
+    assert "Traceback" not in err and "Too many open files" not in err, err[-3000:]
+    assert err.count("web page: 32 connections are open, the most allowed") == 1, err[-3000:]
+
+
+def test_out_of_file_descriptors_is_logged_once_a_second_and_both_servers_recover(few_fds: FewFds) -> None:
+    ws_port, web_port = few_fds.ws_port, few_fds.web_port
+    few_fds.command("fill")
+    got: dict[str, Any] = {}
+    waiting = [threading.Thread(target=lambda: got.update(ws=_ws_hello(ws_port)), daemon=True),
+               threading.Thread(target=lambda: got.update(page=get(f"http://127.0.0.1:{web_port}/")[0]), daemon=True)]
+    for t in waiting:  # both connect (the kernel queues them) and wait for an answer
+        t.start()
+    time.sleep(2.5)  # meanwhile every accept() fails: EMFILE
+    assert not got
+    few_fds.command("free")
+    for t in waiting:
+        t.join(15)
+    assert got == {"ws": "hello", "page": 200}  # recovered by themselves
+    err = few_fds.stop()
+    assert "Traceback" not in err, err[-3000:]
+    for server in ("WebSocket server", "web page server"):
+        lines = [line for line in err.splitlines() if f"{server} cannot accept connections" in line]
+        assert 1 <= len(lines) <= 5, err[-3000:]  # about 2.5 s without descriptors: a line a second at most
+        assert "Too many open files" in lines[0]
+
+
+# ---- where the page listens, and TLS (row 4) ---------------------------------------------------
+def test_the_page_beyond_loopback_needs_a_token_and_its_url_names_the_real_host() -> None:
+    with pytest.raises(ConfigError, match=r"web page host='0\.0\.0\.0' is not a loopback address.*--ws-token.*"
+                                          r"RTMER_WS_TOKEN"):
+        WebPageServer("0.0.0.0", 0, ws_host="127.0.0.1", ws_port=8765)
+    page = WebPageServer("0.0.0.0", 0, ws_host="0.0.0.0", ws_port=8765, ws_has_token=True)
+    try:
+        assert page.url == f"http://0.0.0.0:{page.port}/"
+        assert get(f"http://127.0.0.1:{page.port}/")[0] == 200
+    finally:
+        page.close()
+
+
+def test_run_web_beyond_loopback_needs_a_token(clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    token = "correct-horse-battery-staple-42"
+    argv = ["run", "--stream", str(clip), "--no-realtime", "--no-display", "--web", "--web-host", "0.0.0.0",
+            "--web-port", "0", "--ws-port", "0"]
+    monkeypatch.delenv("RTMER_WS_TOKEN", raising=False)
+    err = io.StringIO()
+    assert main(argv, stdout=io.StringIO(), stderr=err) == EXIT_USAGE
+    assert "web page host='0.0.0.0' is not a loopback address" in err.getvalue()
+    monkeypatch.setenv("RTMER_WS_TOKEN", token)
+    err = io.StringIO()
+    assert main(argv, stdout=io.StringIO(), stderr=err) == EXIT_OK, err.getvalue()
+    assert re.search(r"^rtmer: web page on http://0\.0\.0\.0:\d+/ \(add \?token=TOKEN", err.getvalue(), re.M)
+    assert token not in err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_with_a_certificate_the_page_is_served_over_https(certificate: tuple[Path, Path], clip: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    import io
+    import logging
+    import ssl
+
+    cert, key = certificate
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    page = WebPageServer("localhost", 0, ws_host="localhost", ws_port=8765, ws_tls=True, ssl_context=ctx)
+    try:
+        assert page.url == f"https://localhost:{page.port}/"
+        client = ssl.create_default_context(cafile=str(cert))
+        with urllib.request.urlopen(page.url + "config.json", timeout=10, context=client) as resp:
+            assert json.loads(resp.read()) == {"ws": "wss://localhost:8765/"}
+        with caplog.at_level(logging.DEBUG), pytest.raises(OSError):  # plain HTTP gets no page
+            urllib.request.urlopen(f"http://localhost:{page.port}/", timeout=10).read()
+    finally:
+        page.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    err = io.StringIO()  # the command line serves the page with the WebSocket server's certificate
+    code = main(["run", "--stream", str(clip), "--no-realtime", "--no-display", "--web", "--web-port", "0",
+                 "--ws-port", "0", "--ws-host", "localhost", "--web-host", "localhost", "--ws-cert", str(cert),
+                 "--ws-key", str(key)], stdout=io.StringIO(), stderr=err)
+    assert code == EXIT_OK, err.getvalue()
+    assert re.search(r"^rtmer: web page on https://localhost:\d+/$", err.getvalue(), re.M), err.getvalue()
 
 
 # ---- the page in headless Chromium ----------------------------------------------------------

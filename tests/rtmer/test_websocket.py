@@ -21,7 +21,15 @@ from websockets.sync.client import ClientConnection, connect
 from rtmer.errors import ConfigError, PortInUseError
 from rtmer.textout import update_to_dict
 from rtmer.update import Update
-from rtmer.websocket import MAX_FRAME_BYTES, ClientStats, WebSocketSink, _remote
+from rtmer.websocket import (
+    CLIENT_MESSAGE_BURST,
+    CLIENT_MESSAGE_RATE,
+    CLOSE_POLICY_VIOLATION,
+    MAX_FRAME_BYTES,
+    ClientStats,
+    WebSocketSink,
+    _remote,
+)
 
 HELLO: dict[str, Any] = {"model": {"model_name": "tiny", "sample_rate": 16000}, "streams": ["deck1", "deck2"]}
 
@@ -220,6 +228,67 @@ def test_invalid_client_messages_are_ignored(sink: WebSocketSink) -> None:
         sink.publish(make_update(2))
         assert recv_json(other)["seq"] == 2
 
+
+def test_a_slow_client_stays_a_bounded_number_of_updates_behind_and_its_drops_are_counted() -> None:
+    """Row 10: a client reading one message every 2 s was at seq 83 while the stream was past
+    300, and the server said "dropped 0": kernel buffers held hundreds of updates for it."""
+    sink = WebSocketSink(port=0, hello=HELLO, queue_size=16, max_lag=0.1)
+    n = 300
+    published = 0
+
+    def publish() -> None:  # 100 updates a second
+        nonlocal published
+        for i in range(n):
+            sink.publish(make_update(i))
+            published = i + 1
+            time.sleep(0.01)
+
+    lags: list[int] = []  # updates published beyond the one just read
+    ahead: list[int] = []  # messages written to the client and not yet read by it
+    try:
+        # max_queue=2: a client library that buffers little, so it answers pings as it reads
+        with connect(f"ws://127.0.0.1:{sink.port}", open_timeout=5, max_queue=2, close_timeout=0.5) as slow:
+            assert recv_json(slow)["type"] == "hello"
+            publisher = threading.Thread(target=publish, daemon=True)
+            publisher.start()
+            read = 0
+            while publisher.is_alive():
+                while published < 2 * (read + 1) and publisher.is_alive():
+                    time.sleep(0.001)  # it reads one update for every two published
+                seq = recv_json(slow)["seq"]
+                read += 1
+                lags.append(published - 1 - seq)
+                ahead.append(sink.stats.per_client[0].sent - read)
+            publisher.join()
+        dropped = sink.stats.dropped
+    finally:
+        sink.close()
+    # written and unread: what it confirmed to the last ping (its library's 2), what was written in
+    # the 0.1 s before that ping (10) and a queue of updates younger than 0.1 s (10); it was 150
+    assert max(ahead) <= 30, ahead
+    # so the update it reads is never far behind (reading at half the rate, about twice that); it grew to 150
+    assert max(lags[len(lags) // 3:]) <= 70, lags
+    assert dropped > n // 3  # the rest was dropped, oldest first, and counted
+
+
+def test_a_client_that_floods_messages_is_closed_with_1008_and_the_others_carry_on(sink: WebSocketSink) -> None:
+    """Row 11: one client sending pings in a loop slowed every other client down."""
+    with client(sink) as flooder, client(sink) as other:
+        for i in range(CLIENT_MESSAGE_BURST):  # a burst is allowed
+            flooder.send(json.dumps({"type": "ping", "id": i}))
+        assert [recv_json(flooder)["id"] for _ in range(CLIENT_MESSAGE_BURST)] == list(range(CLIENT_MESSAGE_BURST))
+        with pytest.raises(ConnectionClosed) as closed:
+            for i in range(1000):
+                flooder.send('{"type": "ping"}')
+            while True:
+                flooder.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_POLICY_VIOLATION
+        assert f"more than {CLIENT_MESSAGE_RATE:g} messages a second" in closed.value.rcvd.reason
+        other.send('{"type": "ping", "id": "still here"}')
+        assert recv_json(other)["id"] == "still here"
+        sink.publish(make_update(1))
+        assert recv_json(other)["seq"] == 1
+    assert sink.stats.flooded == 1
 
 def test_subscribe_filters_streams_per_client(sink: WebSocketSink) -> None:
     with client(sink) as deck2, client(sink) as everything:
