@@ -1,7 +1,7 @@
 """``rtmer analyze`` speed in multiples of real time, on one core.
 
-Synthesises music (``rtmer.demo.SynthMusic``), writes it as WAV at the model rate and
-at 44.1 kHz (which adds soxr resampling), and times ``rtmer.cli.main(["analyze", ...])``
+Synthesises music (``rtmer.app.demo.SynthMusic``), writes it as WAV at the model rate and
+at 44.1 kHz (which adds soxr resampling), and times ``rtmer.app.cli.main(["analyze", ...])``
 in this process, pinned to one CPU, with onnxruntime on 1 intra-op thread. Everything
 goes through the same stages as ``rtmer run``: decode, resample, frame, sanitise, one
 model step per hop (single file: batch of 1), smooth, label, CSV. With several files,
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import soundfile as sf
 
-from rtmer.cli import main as rtmer_main
-from rtmer.demo import SynthMusic
-from rtmer.model import StreamingModel
+from rtmer.app.cli import main as rtmer_main
+from rtmer.app.demo import SynthMusic
+from rtmer.core.model import StreamingModel
 
 
 def timed(argv: list[str], repeat: int = 3) -> float:

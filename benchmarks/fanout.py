@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from rtmer.osc import OscSink
-from rtmer.update import Update
-from rtmer.websocket import WebSocketSink
+from rtmer.outputs.osc import OscSink
+from rtmer.core.update import Update
+from rtmer.outputs.websocket import WebSocketSink
 
 HOST = "127.0.0.1"
 TARGET_ADDED_P99_MS = 5.0

@@ -129,7 +129,7 @@ def device_vanishes(outage: float) -> None:
     if not shutil.which("pulseaudio"):
         print("device: skipped (no pulseaudio binary)")
         return
-    from rtmer.demo import SynthMusic
+    from rtmer.app.demo import SynthMusic
     import soundfile as sf
 
     tmp = Path(tempfile.mkdtemp(prefix="rtmer-faults-"))

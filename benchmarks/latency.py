@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from rtmer.engine import Engine
-from rtmer.model import StreamingModel
-from rtmer.osc import OscSink
-from rtmer.runner import Runner
-from rtmer.sources import RingInput
-from rtmer.websocket import WebSocketSink
+from rtmer.core.engine import Engine
+from rtmer.core.model import StreamingModel
+from rtmer.outputs.osc import OscSink
+from rtmer.app.runner import Runner
+from rtmer.inputs.live import RingInput
+from rtmer.outputs.websocket import WebSocketSink
 from processes import free_port
 
 HOST = "127.0.0.1"

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from rtmer.model import StreamingModel, resolve_model
+from rtmer.core.model import StreamingModel, resolve_model
 
 
 def call_times(model: StreamingModel, batch: int, calls: int, warmup: int) -> np.ndarray:

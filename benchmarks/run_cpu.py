@@ -30,7 +30,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from rtmer.demo import SynthMusic
+from rtmer.app.demo import SynthMusic
 from processes import count_osc, free_port
 
 TICK = os.sysconf("SC_CLK_TCK")

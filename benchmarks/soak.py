@@ -143,7 +143,7 @@ def stalled_client(port: int, done: threading.Event) -> dict[str, object]:
 
 
 def start_pulse(tmp: Path, env: dict[str, str]) -> tuple[int, subprocess.Popen[bytes]]:
-    from rtmer.demo import SynthMusic
+    from rtmer.app.demo import SynthMusic
     import soundfile as sf
 
     from private_pulse import start_private_pulse

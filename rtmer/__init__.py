@@ -20,19 +20,19 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from rtmer import client
     from rtmer.errors import RtmerError
-    from rtmer.smoothing import SmoothingConfig
-    from rtmer.tracker import Tracker
-    from rtmer.update import Update
+    from rtmer.core.smoothing import SmoothingConfig
+    from rtmer.core.tracker import Tracker
+    from rtmer.core.update import Update
 
-# Imported when first used (PEP 562), so that `import rtmer.cli` stays light: the `rtmer`
+# Imported when first used (PEP 562), so that `import rtmer.app.cli` stays light: the `rtmer`
 # command then handles a Ctrl-C from its first moments instead of printing a traceback
 # from inside numpy's import.
 _LAZY = {
     "client": "rtmer.client",
     "RtmerError": "rtmer.errors",
-    "SmoothingConfig": "rtmer.smoothing",
-    "Tracker": "rtmer.tracker",
-    "Update": "rtmer.update",
+    "SmoothingConfig": "rtmer.core.smoothing",
+    "Tracker": "rtmer.core.tracker",
+    "Update": "rtmer.core.update",
 }
 
 __all__ = ["RtmerError", "SmoothingConfig", "Tracker", "Update", "__version__", "client"]

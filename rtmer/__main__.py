@@ -1,10 +1,10 @@
 """The ``rtmer`` process: ``python -m rtmer`` and the ``rtmer`` console script (``main``).
 
-``rtmer.cli.main`` is the command line; ``main`` here readies the process for it before
-anything heavy is imported (``rtmer.cli`` and what it loads take a tenth of a second):
+``rtmer.app.cli.main`` is the command line; ``main`` here readies the process for it before
+anything heavy is imported (``rtmer.app.cli`` and what it loads take a tenth of a second):
 
 - SIGINT, SIGTERM and SIGHUP are recorded from the first moment
-  (``rtmer.signals.hold_stop_signals``): one that comes while rtmer starts stops the run
+  (``rtmer.app.signals.hold_stop_signals``): one that comes while rtmer starts stops the run
   as soon as it has started, with its summary and exit code 130, instead of a traceback
   from inside an import or death by the signal's default action.
 - A standard file descriptor that was closed (``<&-``, ``>&-``, ``2>&-``) is opened on
@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 import sys
 
-from rtmer.signals import hold_stop_signals
+from rtmer.app.signals import hold_stop_signals
 
-EXIT_INTERRUPTED = 130  # rtmer.cli.EXIT_INTERRUPTED, without importing rtmer.cli
+EXIT_INTERRUPTED = 130  # rtmer.app.cli.EXIT_INTERRUPTED, without importing rtmer.app.cli
 
 
 def main() -> int:
@@ -28,7 +28,7 @@ def main() -> int:
     with hold_stop_signals():
         _open_closed_standard_fds()
         try:
-            from rtmer.cli import main as cli_main
+            from rtmer.app.cli import main as cli_main
         except KeyboardInterrupt:  # a second signal while importing: abort
             if sys.stderr is not None:
                 sys.stderr.write("rtmer: interrupted\n")

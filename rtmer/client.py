@@ -28,7 +28,7 @@ counts ``seq`` from 0 again. With ``reconnect=False`` nothing is retried: a fail
 connection raises ``ServerConnectionError``, iteration ends when the server closes the
 connection and raises ``ServerConnectionError`` when the connection breaks.
 
-The protocol is the one ``rtmer.websocket`` serves (see its module docstring): a
+The protocol is the one ``rtmer.outputs.websocket`` serves (see its module docstring): a
 ``hello`` first, then one ``va`` message per update; the client sends ``subscribe``
 when ``streams`` is given, and also drops other streams' updates itself, so none slips
 through before the server has applied the subscription. Messages of other types
@@ -63,8 +63,8 @@ from websockets.sync.client import connect as sync_connect
 from websockets.uri import parse_uri
 
 from rtmer.errors import ConfigError, ServerConnectionError
-from rtmer.update import Update
-from rtmer.websocket import MAX_SUBSCRIBE_STREAMS, PROTOCOL_VERSION
+from rtmer.core.update import Update
+from rtmer.outputs.websocket import MAX_SUBSCRIBE_STREAMS, PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -447,7 +447,7 @@ class Client:
 
 
 def _to_update(obj: dict[str, Any]) -> Update | None:
-    """A ``va`` message (``rtmer.textout.update_to_dict``) as an ``Update``; None if malformed.
+    """A ``va`` message (``rtmer.outputs.textout.update_to_dict``) as an ``Update``; None if malformed.
 
     ``null`` numbers (non-finite on the server) become NaN.
     """

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from rtmer.demo import SECTIONS, SynthMusic
+from rtmer.app.demo import SECTIONS, SynthMusic
 from training.export import ZeroPoint, export_streaming, parity_by_output, round_to_float16
 from training.frontend import HOP_SAMPLES, SAMPLE_RATE
 from training.large import READOUT_SETTINGS, LargeEnsemble, LargeHead, LargeStreamingModel, LinearReadout

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from rtmer.model import StreamingModel
+from rtmer.core.model import StreamingModel
 from training.datasets import load_audio, load_vgmidi
 from training.evaluate import metrics
 from training.protocol import SHARED, TEST_PART_FILE, load_test_part, vgmidi_test_id

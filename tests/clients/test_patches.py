@@ -27,10 +27,10 @@ import soundfile as sf
 from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from rtmer.cli import EXIT_OK, main
-from rtmer.demo import section_audio
-from rtmer.osc import OscSink
-from rtmer.update import Update
+from rtmer.app.cli import EXIT_OK, main
+from rtmer.app.demo import section_audio
+from rtmer.outputs.osc import OscSink
+from rtmer.core.update import Update
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENTS = REPO / "clients"

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rtmer.model import DEFAULT_MODEL_PATH
-from rtmer.update import Update
+from rtmer.core.model import DEFAULT_MODEL_PATH
+from rtmer.core.update import Update
 
 TINY_RATE = 16000
 TINY_HOP = 8000
@@ -228,8 +228,8 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0, every: 
 
 
 def cli(*argv: str) -> tuple[int, str, str]:
-    """``rtmer.cli.main(argv)`` in process: (exit code, stdout, stderr)."""
-    from rtmer.cli import main
+    """``rtmer.app.cli.main(argv)`` in process: (exit code, stdout, stderr)."""
+    from rtmer.app.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     code = main(list(argv), stdout=out, stderr=err)

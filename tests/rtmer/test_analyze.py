@@ -18,8 +18,8 @@ import pytest
 import soundfile as sf
 
 from conftest import cli, music_like, read_csv, stderr_until, tone
-from rtmer.outputs import dedupe, output_names
-from rtmer.cli import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from rtmer.app.output_paths import dedupe, output_names
+from rtmer.app.cli import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = ("valence", "arousal", "valence_raw", "arousal_raw")
@@ -387,7 +387,7 @@ def test_every_decoder_reports_a_truncated_file_the_same_way(tiny: Path, tmp_pat
 
 
 def test_a_file_truncated_while_it_is_read_is_warned(tmp_path: Path) -> None:
-    from rtmer.sources import open_file
+    from rtmer.inputs.files import open_file
 
     wav = tmp_path / "a.wav"
     sf.write(wav, music_like(20.0, 16000, seed=5), 16000)
@@ -451,8 +451,8 @@ def test_a_model_folder_is_named_as_a_folder(tiny_wav: Path, tmp_path: Path) -> 
 
 def test_no_speed_when_no_file_was_analysed(tiny: Path, tiny_wav: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file that fails after 2 s of audio: 0 analysed, so no "Nx real time" of nothing."""
-    import rtmer.decode
-    from rtmer.sources import PacedInput
+    import rtmer.inputs.decode
+    from rtmer.inputs.files import PacedInput
 
     def failing(path: str, *, stream: str, model_rate: int, realtime: bool = False) -> PacedInput:
         left = [2]
@@ -465,7 +465,7 @@ def test_no_speed_when_no_file_was_analysed(tiny: Path, tiny_wav: Path, monkeypa
 
         return PacedInput(f"file {path}", stream, read=read, rate=model_rate, model_rate=model_rate, realtime=False)
 
-    monkeypatch.setattr(rtmer.decode, "open_audio", failing)
+    monkeypatch.setattr(rtmer.inputs.decode, "open_audio", failing)
     code, out, err = cli("analyze", str(tiny_wav), "--model", str(tiny))
     assert code == EXIT_INPUT_FAILED and "read failed after 2.00 s" in err, err
     assert "analysed 0 of 1 file," in err and "real time" not in err, err

@@ -27,12 +27,12 @@ import pytest
 import soundfile as sf
 
 from conftest import CollectingSink, cli, tone
-from rtmer.cli import EXIT_OK, EXIT_USAGE
-from rtmer.engine import Engine
-from rtmer.model import StreamingModel
-from rtmer.runner import Runner
-from rtmer.sources import LiveInput
-from rtmer.update import Update
+from rtmer.app.cli import EXIT_OK, EXIT_USAGE
+from rtmer.core.engine import Engine
+from rtmer.core.model import StreamingModel
+from rtmer.app.runner import Runner
+from rtmer.inputs.live import LiveInput
+from rtmer.core.update import Update
 
 pytestmark = pytest.mark.skipif(shutil.which("pulseaudio") is None, reason="pulseaudio is not installed")
 

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from conftest import CollectingSink, cli, free_port, music_like, read_csv, rtmer_command
-from rtmer.cli import EXIT_DEVICE, EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
+from rtmer.app.cli import EXIT_DEVICE, EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = ("valence", "arousal", "valence_raw", "arousal_raw")
@@ -172,7 +172,7 @@ def test_config_model_path_is_relative_to_the_config_file(
 def test_config_stream_files_are_relative_to_the_config_file(
     clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rtmer.config import load_config
+    from rtmer.app.config import load_config
 
     conf = tmp_path / "conf"
     (conf / "music").mkdir(parents=True)
@@ -229,11 +229,11 @@ def test_devices_command() -> None:
 
 
 def test_a_failing_sink_never_stops_the_engine(clip: Path, collecting_sink: CollectingSink) -> None:
-    from rtmer.engine import Engine
-    from rtmer.model import StreamingModel
-    from rtmer.runner import Runner
-    from rtmer.sources import open_file
-    from rtmer.update import Update
+    from rtmer.core.engine import Engine
+    from rtmer.core.model import StreamingModel
+    from rtmer.app.runner import Runner
+    from rtmer.inputs.files import open_file
+    from rtmer.core.update import Update
 
     class Broken:
         def publish(self, update: Update) -> None:

@@ -20,10 +20,10 @@ from websockets.sync.server import ServerConnection, serve
 
 import rtmer
 from conftest import free_port, music_like
-from rtmer.cli import EXIT_OK, main
+from rtmer.app.cli import EXIT_OK, main
 from rtmer.errors import ConfigError, ServerConnectionError
-from rtmer.update import Update
-from rtmer.websocket import WebSocketSink
+from rtmer.core.update import Update
+from rtmer.outputs.websocket import WebSocketSink
 
 FAST = {"initial_delay": 0.05, "max_delay": 0.2}  # reconnect quickly in tests
 

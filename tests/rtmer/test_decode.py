@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 
 from conftest import cli, music_like
-from rtmer.cli import EXIT_INPUT_FAILED, EXIT_OK
+from rtmer.app.cli import EXIT_INPUT_FAILED, EXIT_OK
 
 FAKE_FFMPEG = '''#!{python}
 import os, struct, sys

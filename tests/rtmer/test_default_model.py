@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from rtmer import Tracker
-from rtmer.demo import SECTIONS, SynthMusic
-from rtmer.model import StreamingModel, resolve_model
+from rtmer.app.demo import SECTIONS, SynthMusic
+from rtmer.core.model import StreamingModel, resolve_model
 
 SIZE_LIMITS = {"default": 1_000_000, "large": 2 << 20}  # the issue allows the large 25 MB; the repository keeps tracked files under 2 MiB
 MAIN_COMMAND_SECONDS = 30.0  # the README's: rtmer demo --seconds 30

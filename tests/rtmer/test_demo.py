@@ -1,9 +1,9 @@
-"""The demo's music (``rtmer.demo``): shipped renders, looped into sections of any length at any rate."""
+"""The demo's music (``rtmer.app.demo``): shipped renders, looped into sections of any length at any rate."""
 
 import numpy as np
 import pytest
 
-from rtmer.demo import SECTIONS, SynthMusic, section_audio
+from rtmer.app.demo import SECTIONS, SynthMusic, section_audio
 
 
 def test_every_section_ships_as_20_to_24_s_of_whole_bars() -> None:
@@ -46,7 +46,7 @@ def test_a_section_too_short_for_its_fades_is_a_usage_error(seconds: str) -> Non
     """Was a ValueError traceback from SynthMusic (exit 1): only <= 0 was checked where the option enters."""
     import io
 
-    from rtmer.cli import EXIT_USAGE, main
+    from rtmer.app.cli import EXIT_USAGE, main
 
     err = io.StringIO()
     code = main(["demo", "--section-seconds", seconds, "--seconds", "1"], stdout=io.StringIO(), stderr=err)

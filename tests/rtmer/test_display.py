@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 
-from rtmer.display import Display, print_summary, printable
-from rtmer.engine import StreamStats
-from rtmer.runner import RunSummary
-from rtmer.update import Update
+from rtmer.app.display import Display, print_summary, printable
+from rtmer.core.engine import StreamStats
+from rtmer.app.runner import RunSummary
+from rtmer.core.update import Update
 
 
 class FakeTerminal(io.StringIO):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import music_like, tone
-from rtmer.engine import Engine
+from rtmer.core.engine import Engine
 from rtmer.errors import ConfigError
-from rtmer.framing import Hop, HopFramer
-from rtmer.model import StreamingModel
-from rtmer.smoothing import SmoothingConfig
+from rtmer.core.framing import Hop, HopFramer
+from rtmer.core.model import StreamingModel
+from rtmer.core.smoothing import SmoothingConfig
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +183,8 @@ def test_bad_engine_options(model: StreamingModel) -> None:
 
 def test_each_update_flags_a_gap_or_a_model_failure(tiny_model_path: Path) -> None:
     """Rows of hops the model failed on used to look like any other raw (0, 0)."""
-    from rtmer.framing import Hop
-    from rtmer.model import StreamingModel
+    from rtmer.core.framing import Hop
+    from rtmer.core.model import StreamingModel
 
     class Flaky:
         def __init__(self) -> None:

@@ -32,12 +32,12 @@ from hypothesis import strategies as st
 from websockets.sync.client import ClientConnection, connect
 
 from conftest import build_tiny_model, music_like, tiny_metadata
-from rtmer.cli import EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
+from rtmer.app.cli import EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
 from rtmer.errors import ConfigError, ModelContractError, RtmerError
-from rtmer.model import ModelInfo, _check_contract
-from rtmer.sources import PcmInput
-from rtmer.update import Update
-from rtmer.websocket import MAX_FRAME_BYTES, WebSocketSink
+from rtmer.core.model import ModelInfo, _check_contract
+from rtmer.inputs.pcm import PcmInput
+from rtmer.core.update import Update
+from rtmer.outputs.websocket import MAX_FRAME_BYTES, WebSocketSink
 
 _N = int(os.environ.get("RTMER_FUZZ_EXAMPLES", "0"))
 

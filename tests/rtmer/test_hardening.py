@@ -27,10 +27,11 @@ import pytest
 import soundfile as sf
 
 from conftest import StuckFile, build_tiny_model, music_like, rtmer_command, stderr_until
-from rtmer.cli import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
-from rtmer.sources import MonoResampler, PcmInput
-from rtmer.textout import NdjsonSink
-from rtmer.update import Update
+from rtmer.app.cli import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
+from rtmer.core.resample import MonoResampler
+from rtmer.inputs.pcm import PcmInput
+from rtmer.outputs.textout import NdjsonSink
+from rtmer.core.update import Update
 
 REPO = Path(__file__).resolve().parents[2]
 RTMER = [sys.executable, "-m", "rtmer"]
@@ -120,8 +121,8 @@ def test_a_live_stdout_queue_accounts_for_every_update_at_close() -> None:
 
 
 def test_live_input_gets_a_dropping_queue_and_the_rest_write_inline() -> None:
-    from rtmer.cli import _sinks
-    from rtmer.config import DEFAULTS
+    from rtmer.app.cli import _sinks
+    from rtmer.app.config import DEFAULTS
 
     s = {**DEFAULTS, "stdout_format": "csv"}
 
@@ -414,7 +415,7 @@ def test_sigterm_stops_analyze_and_keeps_the_finished_files(audio: dict[str, Pat
 
 _EARLY = """
 import os, signal, sys, threading, time
-from rtmer.cli import main
+from rtmer.app.cli import main
 # SIGINT as in a terminal's foreground job: a script's background job (`cmd &`, as CI may run
 # the suite) inherits it ignored, and then a signal sent before rtmer takes it is dropped
 signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -440,9 +441,9 @@ def test_ctrl_c_while_the_command_is_loading_is_no_traceback(audio: dict[str, Pa
 
 
 def test_the_command_line_module_loads_without_numpy_or_onnxruntime() -> None:
-    """Fault 12: the console script's `from rtmer.cli import main` took 0.3 s of imports before
+    """Fault 12: the console script's `from rtmer.app.cli import main` took 0.3 s of imports before
     main() could handle a Ctrl-C; those imports now happen inside main."""
-    code = ("import sys, rtmer.cli; heavy = [m for m in ('numpy', 'onnxruntime', 'websockets', 'soxr') "
+    code = ("import sys, rtmer.app.cli; heavy = [m for m in ('numpy', 'onnxruntime', 'websockets', 'soxr') "
             "if m in sys.modules]; print(heavy)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
@@ -452,9 +453,9 @@ def test_a_signal_during_model_loading_waits_for_the_clean_stop(
     audio: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Deterministic form of the above: SIGINT arrives while the model loads (recorded, then handled)."""
-    import rtmer.model
+    import rtmer.core.model
 
-    real = rtmer.model.StreamingModel.__init__
+    real = rtmer.core.model.StreamingModel.__init__
 
     def loading(self: Any, *args: Any, **kwargs: Any) -> None:
         # to the main thread: in the rtmer process it is the only one that could take it (every
@@ -462,7 +463,7 @@ def test_a_signal_during_model_loading_waits_for_the_clean_stop(
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
         real(self, *args, **kwargs)
 
-    monkeypatch.setattr(rtmer.model.StreamingModel, "__init__", loading)
+    monkeypatch.setattr(rtmer.core.model.StreamingModel, "__init__", loading)
     code, out, err = cli("analyze", str(audio["clip"]))
     assert code == EXIT_INTERRUPTED, err
     assert "interrupted; 1 of 1 files not done" in err and out == ""
@@ -540,16 +541,16 @@ def test_handlers_and_the_signal_mask_are_restored(audio: dict[str, Path], _no_l
 def test_child_processes_do_not_inherit_blocked_signals(audio: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """No signal is blocked while inputs open (ffmpeg is a child, and would inherit the mask): rtmer
     records them with a handler instead, which a child's exec resets to the default."""
-    import rtmer.decode
+    import rtmer.inputs.decode
 
     seen: list[set[int]] = []
-    real = rtmer.decode.open_audio
+    real = rtmer.inputs.decode.open_audio
 
     def opening(*args: Any, **kwargs: Any) -> Any:
         seen.append({int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])})
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rtmer.decode, "open_audio", opening)
+    monkeypatch.setattr(rtmer.inputs.decode, "open_audio", opening)
     code, _, err = cli("run", "--stream", str(audio["clip"]), "--no-realtime", "--ndjson", "--no-display")
     assert code == EXIT_OK, err
     assert seen and not seen[0] & {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtmer.hosts import header_hostname, host_port, url_host
+from rtmer.outputs.hosts import header_hostname, host_port, url_host
 
 
 @pytest.mark.parametrize(("host", "url", "with_port"), [("127.0.0.1", "127.0.0.1", "127.0.0.1:8765"), ("::1", "[::1]", "[::1]:8765"), ("[::1]", "[::1]", "[::1]:8765"), ("example.org", "example.org", "example.org:8765")])

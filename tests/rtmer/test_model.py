@@ -1,4 +1,4 @@
-"""The contract checks of rtmer.model, on mutated copies of the tiny test model."""
+"""The contract checks of rtmer.core.model, on mutated copies of the tiny test model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from conftest import build_tiny_model
 from rtmer.errors import ModelContractError
-from rtmer.model import StreamingModel
+from rtmer.core.model import StreamingModel
 
 
 def test_tiny_model_loads_and_steps(tiny_model_path: Path) -> None:

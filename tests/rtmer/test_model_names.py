@@ -1,4 +1,4 @@
-"""Model names and paths (``rtmer.model.resolve_model``), and the shipped models in a wheel."""
+"""Model names and paths (``rtmer.core.model.resolve_model``), and the shipped models in a wheel."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import rtmer.model
+import rtmer.core.model
 from conftest import music_like
 from rtmer.errors import ModelContractError
-from rtmer.model import StreamingModel, is_shipped_name, resolve_model, shipped_models
+from rtmer.core.model import StreamingModel, is_shipped_name, resolve_model, shipped_models
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def test_shipped_names() -> None:
 
 def test_default_and_its_full_name_are_the_shipped_file_from_importlib_resources() -> None:
     path = resolve_model("default")
-    assert path == resolve_model("rtmer-default") == rtmer.model.DEFAULT_MODEL_PATH
+    assert path == resolve_model("rtmer-default") == rtmer.core.model.DEFAULT_MODEL_PATH
     assert path.name == "rtmer-default.onnx" and path.is_file()
     assert path == Path(str(files("rtmer.models") / "rtmer-default.onnx"))
 
@@ -74,7 +74,7 @@ def test_an_unknown_name_lists_the_shipped_ones() -> None:
 
 
 def test_a_shipped_name_whose_file_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(rtmer.model._SHIPPED, "large", "rtmer-not-trained")
+    monkeypatch.setitem(rtmer.core.model._SHIPPED, "large", "rtmer-not-trained")
     with pytest.raises(
         ModelContractError,
         match=r"'large': the shipped model rtmer-not-trained\.onnx is not installed in rtmer\.models "
@@ -125,7 +125,7 @@ def test_an_installed_wheel_finds_its_models(tmp_path: Path) -> None:
     (wheel,) = dist.glob("rtmer-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "rtmer/models/rtmer-default.onnx" in names and "rtmer/models/rtmer-default.md" in names
-    assert {f"rtmer/webpage/{n}" for n in ("index.html", "app.js", "style.css")} <= set(names)  # rtmer.web's page
+    assert {f"rtmer/webpage/{n}" for n in ("index.html", "app.js", "style.css")} <= set(names)  # rtmer.outputs.web's page
     assert not [n for n in names if n.startswith("rtmer/models/") and n.endswith((".json", ".png"))]
     # rtmer demo's music and the typing marker: an editable install finds them in the checkout either way
     assert {f"rtmer/demo_music/{s}.ogg" for s in ("calm", "excited", "sad", "tense")} | {"rtmer/py.typed"} <= set(names)
@@ -141,7 +141,7 @@ def test_an_installed_wheel_finds_its_models(tmp_path: Path) -> None:
     work.mkdir()
     x = music_like(2.2, 16000, seed=3)
     sf.write(work / "clip.wav", x, 16000, subtype="PCM_16")
-    where = run(python, "-c", "from rtmer.model import resolve_model; print(resolve_model('default'))", cwd=work)
+    where = run(python, "-c", "from rtmer.core.model import resolve_model; print(resolve_model('default'))", cwd=work)
     assert Path(where.stdout.strip()).is_relative_to(purelib), where.stdout
     res = run(venv / "bin" / "rtmer", "analyze", "clip.wav", cwd=work)
     rows = list(csv.DictReader(io.StringIO(res.stdout)))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from rtmer.errors import ConfigError
-from rtmer.mood import MoodLabeler
+from rtmer.core.mood import MoodLabeler
 
 
 @pytest.mark.parametrize(

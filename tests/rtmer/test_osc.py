@@ -16,8 +16,8 @@ import pytest
 import soundfile as sf
 
 from rtmer.errors import ConfigError
-from rtmer.osc import OscSink, parse_target
-from rtmer.update import Update
+from rtmer.outputs.osc import OscSink, parse_target
+from rtmer.core.update import Update
 
 N_PORTS = 2
 
@@ -153,7 +153,7 @@ def test_unreachable_target_keeps_running_and_logs_once(
 ) -> None:
     dead = free_udp_port()  # nobody listens: the kernel answers ICMP port unreachable
     targets = [("127.0.0.1", dead), ("host.invalid", 9000), ("127.0.0.1", receiver.ports[0])]
-    with caplog.at_level("WARNING", logger="rtmer.osc"):
+    with caplog.at_level("WARNING", logger="rtmer.outputs.osc"):
         sink = OscSink(targets)
         for seq in range(5):
             sink.publish(make_update(seq))
@@ -248,7 +248,7 @@ def test_all_failed_says_that_nothing_reached_any_target() -> None:
 
 
 def test_a_run_whose_every_osc_datagram_failed_exits_1(tmp_path: Path) -> None:
-    from rtmer.cli import EXIT_INPUT_FAILED, EXIT_OK
+    from rtmer.app.cli import EXIT_INPUT_FAILED, EXIT_OK
     from conftest import cli, music_like
 
     clip = tmp_path / "clip.wav"

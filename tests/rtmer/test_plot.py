@@ -1,4 +1,4 @@
-"""``rtmer analyze --plot`` (``rtmer.plot``): figures rendered with matplotlib and checked as images."""
+"""``rtmer analyze --plot`` (``rtmer.app.plot``): figures rendered with matplotlib and checked as images."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 
 from conftest import cli
-from rtmer.cli import EXIT_OK, EXIT_USAGE
-from rtmer.demo import section_audio
-from rtmer.plot import AROUSAL_COLOUR, DPI, FIGURE_INCHES, MOOD_ALPHA, MOOD_COLOURS, VALENCE_COLOUR
+from rtmer.app.cli import EXIT_OK, EXIT_USAGE
+from rtmer.app.demo import section_audio
+from rtmer.app.plot import AROUSAL_COLOUR, DPI, FIGURE_INCHES, MOOD_ALPHA, MOOD_COLOURS, VALENCE_COLOUR
 
 
 @pytest.fixture(scope="module")

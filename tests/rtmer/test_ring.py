@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rtmer.errors import ConfigError
-from rtmer.ring import RingBuffer
+from rtmer.inputs.ring import RingBuffer
 
 
 def frames(start: int, n: int, channels: int = 2) -> np.ndarray:

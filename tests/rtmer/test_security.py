@@ -25,9 +25,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from conftest import music_like, wait_for
-from rtmer.cli import EXIT_OK, EXIT_USAGE, main
+from rtmer.app.cli import EXIT_OK, EXIT_USAGE, main
 from rtmer.errors import ConfigError
-from rtmer.websocket import HELLO_MODEL_KEYS, MAX_SUBSCRIBE_STREAMS, WebSocketSink, is_loopback_host
+from rtmer.outputs.websocket import HELLO_MODEL_KEYS, MAX_SUBSCRIBE_STREAMS, WebSocketSink, is_loopback_host
 
 TOKEN = "correct-horse-battery-staple-42"
 MODEL = {"model_name": "tiny", "model_version": "3", "sample_rate": "16000", "hop_seconds": "0.5",
@@ -263,7 +263,7 @@ def test_a_refused_subscribe_is_answered_and_leaves_the_subscription(open_sink: 
         reply = json.loads(c.recv(timeout=10))
         assert reply["type"] == "error" and reply["request"] == "subscribe"
         assert f"at most {MAX_SUBSCRIBE_STREAMS} stream ids (got {MAX_SUBSCRIBE_STREAMS + 1})" in reply["message"]
-        from rtmer.update import Update
+        from rtmer.core.update import Update
 
         open_sink.publish(Update(stream="deck1", seq=0, t=0.5, time=1.0, valence=0.0, arousal=0.0,
                                  valence_raw=0.0, arousal_raw=0.0, mood="neutral"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rtmer.errors import ConfigError
-from rtmer.smoothing import EmaFilter, NoSmoothing, OneEuroFilter, SmoothingConfig
+from rtmer.core.smoothing import EmaFilter, NoSmoothing, OneEuroFilter, SmoothingConfig
 
 
 def step_response(f: OneEuroFilter | EmaFilter | NoSmoothing, n: int = 20) -> list[float]:

@@ -11,9 +11,13 @@ import soundfile as sf
 
 from conftest import music_like, tone
 from rtmer.errors import AudioInputError, ConfigError, DeviceNotFoundError
-import rtmer.devices as devices
-from rtmer.devices import PulseSource, alsa_plugin_channel_map, find_input_device, format_channels, list_pulse_sources, parse_channels
-from rtmer.sources import LiveInput, MonoResampler, PcmInput, RingInput, open_file, parse_stream_spec
+import rtmer.inputs.devices as devices
+from rtmer.inputs.devices import PulseSource, alsa_plugin_channel_map, find_input_device, format_channels, list_pulse_sources, parse_channels
+from rtmer.core.resample import MonoResampler
+from rtmer.inputs.base import parse_stream_spec
+from rtmer.inputs.files import open_file
+from rtmer.inputs.live import LiveInput, RingInput
+from rtmer.inputs.pcm import PcmInput
 
 
 def drain(inp: object, *, timeout: float = 10.0) -> np.ndarray:
@@ -200,7 +204,7 @@ def test_a_missing_file_says_where_it_looked(tmp_path: Path, monkeypatch: pytest
 def test_cli_file_alias_and_missing_file(tmp_path: Path) -> None:
     import io
 
-    from rtmer.cli import EXIT_INPUT_FAILED, EXIT_OK, main
+    from rtmer.app.cli import EXIT_INPUT_FAILED, EXIT_OK, main
 
     clip = tmp_path / "clip.wav"
     sf.write(clip, music_like(1.2, 16000), 16000)
@@ -394,7 +398,7 @@ def test_channels_a_device_does_not_have_are_an_error(fake_portaudio: list[dict[
 def _cli_code(*argv: str) -> tuple[int, str]:
     import io
 
-    from rtmer.cli import main
+    from rtmer.app.cli import main
 
     err = io.StringIO()
     return main(list(argv), stdout=io.StringIO(), stderr=err), err.getvalue()
@@ -404,7 +408,7 @@ def test_devices_command_lists_sources(fake_portaudio: list[dict[str, object]]) 
     import io
     import json
 
-    from rtmer.cli import main
+    from rtmer.app.cli import main
 
     out = io.StringIO()
     assert main(["devices"], stdout=out, stderr=io.StringIO()) == 0
@@ -521,7 +525,7 @@ def test_a_device_that_cannot_be_opened_again_is_retried_not_ended(
 
 def test_pcm_rate_and_channels_are_bounded_and_one_poll_is_bounded() -> None:
     """`--rate 1` turned 2 MB of stdin into GBs in one poll; `--channels 1000000000` gave 0 updates and exit 0."""
-    from rtmer.sources import MAX_CHANNELS, MAX_RATE, MIN_RATE
+    from rtmer.inputs.base import MAX_CHANNELS, MAX_RATE, MIN_RATE
 
     for rate, channels, expected in ((1, 2, r"rate=1 must be an integer in 1000\.\.768000 \[Hz\]"),
                                      (MAX_RATE + 1, 2, r"rate=768001 must be an integer"),

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import StuckFile
 from rtmer.errors import ConfigError
-from rtmer.textout import CSV_COLUMNS, CsvSink, NdjsonSink, update_to_dict
-from rtmer.update import Update
+from rtmer.outputs.textout import CSV_COLUMNS, CsvSink, NdjsonSink, update_to_dict
+from rtmer.core.update import Update
 
 
 def make_update(seq: int = 3, stream: str = "deck1", **kw: float | str) -> Update:
@@ -89,7 +89,7 @@ def test_broken_pipe_logs_once_and_counts(caplog: pytest.LogCaptureFixture) -> N
     out = os.fdopen(w, "w")
     os.close(r)  # the reader went away, as with `rtmer run | head`
     sink = NdjsonSink(out)
-    with caplog.at_level("WARNING", logger="rtmer.textout"):
+    with caplog.at_level("WARNING", logger="rtmer.outputs.textout"):
         for i in range(3):
             sink.publish(make_update(seq=i))
     assert sink.dropped == 3 and sink.written == 0

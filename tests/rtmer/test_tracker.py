@@ -15,10 +15,10 @@ import soundfile as sf
 
 import rtmer
 from conftest import music_like
-from rtmer.cli import EXIT_OK, main
-from rtmer.config import DEFAULTS
+from rtmer.app.cli import EXIT_OK, main
+from rtmer.app.config import DEFAULTS
 from rtmer.errors import AudioInputError, ConfigError, ModelContractError
-from rtmer.update import Update
+from rtmer.core.update import Update
 
 
 def numbers(updates: list[Update]) -> list[tuple[Any, ...]]:

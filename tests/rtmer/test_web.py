@@ -1,4 +1,4 @@
-"""The live web page (``rtmer.web`` and ``rtmer/webpage/``): its server, and the page in a real browser.
+"""The live web page (``rtmer.outputs.web`` and ``rtmer/webpage/``): its server, and the page in a real browser.
 
 The browser tests drive headless Chromium (Debian ``chromium``, installed by tests/run.sh)
 over the Chrome DevTools Protocol, with the ``websockets`` client; they skip when it is
@@ -31,10 +31,10 @@ import pytest
 import soundfile as sf
 
 from conftest import wait_for
-from rtmer.cli import EXIT_DEVICE, EXIT_OK, EXIT_USAGE, main
-from rtmer.demo import section_audio
+from rtmer.app.cli import EXIT_DEVICE, EXIT_OK, EXIT_USAGE, main
+from rtmer.app.demo import section_audio
 from rtmer.errors import ConfigError, PortInUseError
-from rtmer.web import CONTENT_SECURITY_POLICY, PAGE_FILES, WebPageServer, page_file
+from rtmer.outputs.web import CONTENT_SECURITY_POLICY, PAGE_FILES, WebPageServer, page_file
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "build" / "test-artifacts"
@@ -152,7 +152,7 @@ def test_web_with_no_ws_and_a_web_port_in_use_are_refused(clip: Path) -> None:
 
 
 def test_the_docs_show_the_page_and_its_config_keys(tmp_path: Path) -> None:
-    from rtmer.config import load_config
+    from rtmer.app.config import load_config
 
     block = re.search(r"```toml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
     assert block, "README.md has no TOML config example any more; update this test"
@@ -214,8 +214,8 @@ import logging, os, resource, sys
 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), hard))
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-from rtmer.web import WebPageServer
-from rtmer.websocket import WebSocketSink
+from rtmer.outputs.web import WebPageServer
+from rtmer.outputs.websocket import WebSocketSink
 ws = WebSocketSink(port=0, hello={"streams": ["s1"]})
 web = WebPageServer(port=0, ws_host="127.0.0.1", ws_port=ws.port)
 print(ws.port, web.port, flush=True)

@@ -19,9 +19,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from rtmer.errors import ConfigError, PortInUseError
-from rtmer.textout import update_to_dict
-from rtmer.update import Update
-from rtmer.websocket import (
+from rtmer.outputs.textout import update_to_dict
+from rtmer.core.update import Update
+from rtmer.outputs.websocket import (
     CLIENT_MESSAGE_BURST,
     CLIENT_MESSAGE_RATE,
     CLOSE_POLICY_VIOLATION,

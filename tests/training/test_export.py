@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from music import chords
-from rtmer.model import REQUIRED_METADATA, StreamingModel as RuntimeModel
+from rtmer.core.model import REQUIRED_METADATA, StreamingModel as RuntimeModel
 from test_models import realistic_head
 from training.export import export_onnx, export_parity
 from training.frontend import HOP_SAMPLES, SAMPLE_RATE

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from music import SAMPLE_RATE, chords
-from rtmer.model import StreamingModel
+from rtmer.core.model import StreamingModel
 from test_realmusic import EMOTIFY_HEADER, FOURQ_HEADER, MIREX_HEADER, MUSIFEAST_HEADER, emotify_row, fourq_row, mirex_row, musifeast_row, write_set
 from training.__main__ import main
 from training.testscore import main as score_test_part

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from music import chords
-from rtmer.model import StreamingModel as RuntimeModel
+from rtmer.core.model import StreamingModel as RuntimeModel
 from training.__main__ import main
 from training.evaluate import folds_by_piece, metrics
 from training.features import Clip

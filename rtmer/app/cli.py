@@ -13,13 +13,13 @@ Exit codes
 3    model error (missing, corrupt, or breaks the contract, at load or at run time: outputs
      of another shape, or failing on every hop)
 4    device or port error (no such input device, cannot open it, WebSocket port in use)
-130  interrupted (Ctrl-C, SIGTERM or SIGHUP: ``rtmer.signals``) after a clean shutdown, also
+130  interrupted (Ctrl-C, SIGTERM or SIGHUP: ``rtmer.app.signals``) after a clean shutdown, also
      when the signal came while the command was starting; ``analyze`` keeps the files it
      finished. A signal the parent ignores (``nohup``: SIGHUP) stays ignored
 
 Options come from flags and from a TOML file (``--config rtmer.toml``); a flag given
 on the command line wins over the file, which wins over the built-in default. See
-``rtmer.config.CONFIG_KEYS`` for the file's keys.
+``rtmer.app.config.CONFIG_KEYS`` for the file's keys.
 """
 
 from __future__ import annotations
@@ -44,19 +44,19 @@ from rtmer.errors import (
     PortInUseError,
     RtmerError,
 )
-from rtmer.config import DEFAULTS, load_config
-from rtmer.display import Display, print_summary, printable
-from rtmer.hosts import host_port
-from rtmer.model import DEFAULT_MODEL, shipped_models  # light: no numpy yet
-from rtmer.update import Sink, Update
+from rtmer.app.config import DEFAULTS, load_config
+from rtmer.app.display import Display, print_summary, printable
+from rtmer.outputs.hosts import host_port
+from rtmer.core.model import DEFAULT_MODEL, shipped_models  # light: no numpy yet
+from rtmer.core.update import Sink, Update
 
 # numpy, onnxruntime and the pipeline are imported where they are used: the command
 # must be able to say "interrupted" for a Ctrl-C in its first moments, which it can
 # only do once main() runs.
 if TYPE_CHECKING:
-    from rtmer.engine import Engine
-    from rtmer.runner import RunSummary
-    from rtmer.web import WebPageServer
+    from rtmer.core.engine import Engine
+    from rtmer.app.runner import RunSummary
+    from rtmer.outputs.web import WebPageServer
 
 EXIT_OK = 0
 EXIT_INPUT_FAILED = 1
@@ -87,7 +87,7 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     )
     d = DEFAULTS
     g.add_argument("--threads", type=int, metavar="N", help=f"onnxruntime intra-op threads (default: {d['threads']})")
-    from rtmer.smoothing import SMOOTHING_KINDS
+    from rtmer.core.smoothing import SMOOTHING_KINDS
 
     g.add_argument("--smoothing", choices=SMOOTHING_KINDS, help=f"smoother (default: {d['smoothing']})")
     g.add_argument("--min-cutoff", type=float, metavar="HZ",
@@ -304,9 +304,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---- building the pipeline ----------------------------------------------------------
 def _engine(s: dict[str, Any]) -> Engine:
-    from rtmer.engine import Engine
-    from rtmer.model import StreamingModel
-    from rtmer.smoothing import SmoothingConfig
+    from rtmer.core.engine import Engine
+    from rtmer.core.model import StreamingModel
+    from rtmer.core.smoothing import SmoothingConfig
 
     threads = s["threads"]
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
@@ -331,7 +331,7 @@ def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: Tex
     sinks: list[Sink] = []
     try:
         if s["osc"]:
-            from rtmer.osc import OscSink, parse_target
+            from rtmer.outputs.osc import OscSink, parse_target
 
             ids = s["osc_stream_ids"]
             if ids not in ("auto", "always"):
@@ -344,7 +344,7 @@ def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: Tex
                 )
             )
         if s["ws"]:
-            from rtmer.websocket import WebSocketSink
+            from rtmer.outputs.websocket import WebSocketSink
 
             hello = {"model": engine.model.info.public() if hasattr(engine.model.info, "public") else {},
                      "streams": streams, "hop_seconds": engine.info.hop_seconds}
@@ -355,11 +355,11 @@ def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: Tex
                 certfile=s["ws_cert"], keyfile=s["ws_key"],
             ))
         if s["stdout_format"] == "ndjson":
-            from rtmer.textout import NdjsonSink
+            from rtmer.outputs.textout import NdjsonSink
 
             sinks.append(NdjsonSink(stdout, queue_size=LIVE_STDOUT_QUEUE if live else 0))
         elif s["stdout_format"] == "csv":
-            from rtmer.textout import CsvSink
+            from rtmer.outputs.textout import CsvSink
 
             sinks.append(CsvSink(stdout, queue_size=LIVE_STDOUT_QUEUE if live else 0))
         elif s["stdout_format"] is not None:
@@ -373,8 +373,10 @@ def _sinks(s: dict[str, Any], *, engine: Engine, streams: list[str], stdout: Tex
 
 def _inputs(s: dict[str, Any], engine: Engine) -> tuple[list[Any], list[str]]:
     """Open every ``--stream``; returns (inputs, failures). Device errors propagate."""
-    from rtmer.decode import open_audio  # libsndfile, or ffmpeg for the formats it cannot read
-    from rtmer.sources import LiveInput, PcmInput, parse_stream_spec
+    from rtmer.inputs.decode import open_audio  # libsndfile, or ffmpeg for the formats it cannot read
+    from rtmer.inputs.base import parse_stream_spec
+    from rtmer.inputs.live import LiveInput
+    from rtmer.inputs.pcm import PcmInput
 
     specs = [parse_stream_spec(t, index=i) for i, t in enumerate(s["streams"] or ["device:default"])]
     ids = [sp.id for sp in specs]
@@ -412,9 +414,9 @@ def _inputs(s: dict[str, Any], engine: Engine) -> tuple[list[Any], list[str]]:
 # ---- running ------------------------------------------------------------------------
 def _serving(inputs: Sequence[Any], sinks: Sequence[Sink], *, display: bool, web_url: str | None = None) -> list[str]:
     """What a live run reads and serves, one line each, for stderr at start."""
-    from rtmer.osc import OscSink
-    from rtmer.textout import CsvSink, NdjsonSink
-    from rtmer.websocket import WebSocketSink
+    from rtmer.outputs.osc import OscSink
+    from rtmer.outputs.textout import CsvSink, NdjsonSink
+    from rtmer.outputs.websocket import WebSocketSink
 
     streams = [sid for inp in inputs for sid in inp.streams]
     lines = [f"rtmer: input {', '.join(inp.streams)} <- {inp.name}" for inp in inputs]
@@ -439,12 +441,12 @@ def _serving(inputs: Sequence[Any], sinks: Sequence[Sink], *, display: bool, web
 
 
 def _web_page(s: dict[str, Any], sinks: list[Sink]) -> WebPageServer | None:
-    """The live page's HTTP server (``rtmer.web``) when ``s["web"]``, told where the WebSocket
+    """The live page's HTTP server (``rtmer.outputs.web``) when ``s["web"]``, told where the WebSocket
     sink listens; the sinks are closed if it cannot start."""
     if not s["web"]:
         return None
-    from rtmer.web import WebPageServer
-    from rtmer.websocket import WebSocketSink
+    from rtmer.outputs.web import WebPageServer
+    from rtmer.outputs.websocket import WebSocketSink
 
     try:
         ws = next((x for x in sinks if isinstance(x, WebSocketSink)), None)
@@ -469,10 +471,10 @@ def _run_pipeline(
     force_display: bool = False,
     quiet: bool = False,
 ) -> RunSummary:
-    from rtmer.runner import Runner
-    from rtmer.signals import stop_on_signals
-    from rtmer.sources import RingInput
-    from rtmer.textout import CsvSink, NdjsonSink
+    from rtmer.app.runner import Runner
+    from rtmer.app.signals import stop_on_signals
+    from rtmer.inputs.live import RingInput
+    from rtmer.outputs.textout import CsvSink, NdjsonSink
 
     seconds = s["seconds"]
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)
@@ -514,7 +516,7 @@ def _run_pipeline(
     if text is not None and text.failed:
         gone = "the run stopped" if end_when is not None else "the other outputs went on"
         summary.failed_outputs["stdout"] = f"stopped after {text.updates_written} updates ({text.error}); {gone}"
-    from rtmer.osc import OscSink
+    from rtmer.outputs.osc import OscSink
 
     osc = next((x for x in sinks if isinstance(x, OscSink)), None)
     if osc is not None and osc.all_failed:  # a stage that gets nothing is not a success
@@ -540,7 +542,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         if args.ws is False:
             raise ConfigError("--web needs the WebSocket server, which --no-ws turns off; drop one of them")
         s["ws"] = True
-    from rtmer.websocket import check_max_clients
+    from rtmer.outputs.websocket import check_max_clients
 
     check_max_clients(s["ws_max_clients"])  # also when --ws is off, rather than ignoring a bad value
     engine = _engine(s)
@@ -559,8 +561,8 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from rtmer.demo import FADE_SECONDS, SECTION_SECONDS, SynthMusic
-    from rtmer.sources import PacedInput
+    from rtmer.app.demo import FADE_SECONDS, SECTION_SECONDS, SynthMusic
+    from rtmer.inputs.files import PacedInput
 
     section_seconds = SECTION_SECONDS if args.section_seconds is None else args.section_seconds
 
@@ -591,7 +593,7 @@ def _cmd_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def _cmd_devices(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from rtmer.devices import describe_input_devices, input_devices_json
+    from rtmer.inputs.devices import describe_input_devices, input_devices_json
 
     if args.json:
         stdout.write(json.dumps(input_devices_json(), indent=2) + "\n")
@@ -601,9 +603,9 @@ def _cmd_devices(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
 
 
 def _cmd_analyze(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """``rtmer analyze``: outputs checked first, then the job (``rtmer.analyze``) under Ctrl-C handling."""
-    from rtmer.analyze import AnalyzeJob, run_analysis
-    from rtmer.outputs import check_outputs
+    """``rtmer analyze``: outputs checked first, then the job (``rtmer.app.analyze``) under Ctrl-C handling."""
+    from rtmer.app.analyze import AnalyzeJob, run_analysis
+    from rtmer.app.output_paths import check_outputs
 
     s = _settings(args)
     if args.pcm_format is None:
@@ -615,7 +617,7 @@ def _cmd_analyze(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
                               "own rate and channels")
     pcm = None
     if args.pcm_format is not None:  # raw PCM on stdin; else stdin holds a file format
-        from rtmer.sources import check_layout
+        from rtmer.inputs.base import check_layout
 
         check_layout(rate=s["pcm_rate"], channels=s["pcm_channels"], what="stdin ")
         pcm = (str(s["pcm_format"]), int(s["pcm_rate"]), int(s["pcm_channels"]))
@@ -626,7 +628,7 @@ def _cmd_analyze(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     target = check_outputs(output=args.output, output_dir=args.output_dir, inputs=args.files)
     try:
         if args.plot:
-            from rtmer.plot import check_plot
+            from rtmer.app.plot import check_plot
 
             check_plot(args.plot, list(args.files))  # matplotlib installed, the image writable
         job = AnalyzeJob(files=list(args.files), out_format=args.out_format, output=args.output,
@@ -634,7 +636,7 @@ def _cmd_analyze(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
                          plot=args.plot, target=target)
         engine = _engine(s)
         stop = threading.Event()
-        from rtmer.signals import stop_on_signals
+        from rtmer.app.signals import stop_on_signals
 
         with stop_on_signals(stop):
             return run_analysis(engine, job, stdout=stdout, stderr=stderr, stop=stop)
@@ -647,15 +649,15 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
     """Entry point of the ``rtmer`` command; returns the exit code (see the module doc).
 
     A signal that comes before the command can stop cleanly waits for it
-    (``rtmer.signals``); one that no command took (``rtmer devices``) makes an otherwise
+    (``rtmer.app.signals``); one that no command took (``rtmer devices``) makes an otherwise
     successful exit 130.
     """
-    from rtmer.signals import hold_stop_signals, take_held_signals
+    from rtmer.app.signals import hold_stop_signals, take_held_signals
 
     out = stdout or sys.stdout or cast(TextIO, _ClosedStream("stdout"))
     err = stderr or sys.stderr or open(os.devnull, "w", encoding="utf-8")  # 2>&-: nowhere to say anything
     try:
-        with hold_stop_signals():  # until the command is ready for them (rtmer.signals)
+        with hold_stop_signals():  # until the command is ready for them (rtmer.app.signals)
             code = _main_or_closed_stdout(argv, out, err)
             if take_held_signals() and code == EXIT_OK:  # a signal that no command took
                 _say(err, "rtmer: interrupted\n")
@@ -756,7 +758,7 @@ def _main(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
         logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("rtmer").setLevel(level)
     if args.command in ("run", "demo") and not args.quiet:
-        logging.getLogger("rtmer.model").setLevel(min(level, logging.INFO))
+        logging.getLogger("rtmer.core.model").setLevel(min(level, logging.INFO))
     commands = {"run": _cmd_run, "analyze": _cmd_analyze, "devices": _cmd_devices, "demo": _cmd_demo}
     try:
         return commands[args.command](args, out, err)

@@ -11,7 +11,7 @@ extension: ``.png``, ``.svg`` or ``.pdf``.
 ``--plot PATH`` names an image file when PATH ends in one of those extensions (one input
 only), else a folder (created if missing) that gets one ``<name>.png`` per input, named
 as ``--output-dir`` names its files (``song.ogg`` -> ``song.ogg.png``). ``check_plot``
-checks this before anything is analysed, like ``rtmer.outputs.check_outputs``.
+checks this before anything is analysed, like ``rtmer.app.output_paths.check_outputs``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rtmer.errors import ConfigError, MissingExtraError
-from rtmer.update import Update
+from rtmer.core.update import Update
 
 PLOT_FORMATS = ("png", "svg", "pdf")
 MOOD_COLOURS = {
@@ -60,7 +60,7 @@ def check_plot(plot: str, paths: Sequence[str]) -> None:
     Also checks that matplotlib is installed. A folder is created if missing. Raises
     ``ConfigError`` (``MissingExtraError``) naming the value and what was expected.
     """
-    from rtmer.outputs import check_writable_file, dedupe, make_writable_folder
+    from rtmer.app.output_paths import check_writable_file, dedupe, make_writable_folder
 
     require_matplotlib()
     inputs, _ = dedupe(paths)
@@ -83,7 +83,7 @@ def plot_targets(plot: str, paths: Sequence[str]) -> dict[str, Path]:
     """Where each input's figure goes (see the module docstring); ``check_plot`` first."""
     if _is_image_path(plot):
         return {p: Path(plot) for p in paths}
-    from rtmer.outputs import output_names
+    from rtmer.app.output_paths import output_names
 
     return {p: Path(plot) / name for p, name in output_names(paths, "png").items()}
 

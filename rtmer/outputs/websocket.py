@@ -16,7 +16,7 @@ Server to client:
   whole metadata (training data, metrics, architecture).
 - ``{"type": "va", "stream": id, "seq": n, "t": stream_seconds, "time": unix_seconds,
   "valence": v, "arousal": a, "raw": {"valence": rv, "arousal": ra}, "mood": label}``
-  per update (``rtmer.textout.update_to_dict``); values in [-1, 1], ``t`` and ``time`` [s].
+  per update (``rtmer.outputs.textout.update_to_dict``); values in [-1, 1], ``t`` and ``time`` [s].
 - ``{"type": "subscribed", "streams": [...] | null}`` and ``{"type": "pong", "time":
   unix_seconds[, "id": ...]}`` in reply to the client messages below;
   ``{"type": "error", "request": type, "message": text}`` in reply to a ``subscribe``
@@ -117,10 +117,10 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from rtmer.errors import ConfigError, PortInUseError
-from rtmer.hosts import header_hostname, host_port, is_loopback_host, is_loopback_name, needs_token_message
-from rtmer.netlimits import OUT_OF_RESOURCES, AcceptErrorLog, TokenBucket
-from rtmer.textout import update_to_json
-from rtmer.update import Update
+from rtmer.outputs.hosts import header_hostname, host_port, is_loopback_host, is_loopback_name, needs_token_message
+from rtmer.outputs.netlimits import OUT_OF_RESOURCES, AcceptErrorLog, TokenBucket
+from rtmer.outputs.textout import update_to_json
+from rtmer.core.update import Update
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ The numbers are those ``rtmer run`` emits for the same audio: the inputs are the
 paced inputs, not paced, through the same ``Runner`` and ``Engine``. What this module
 adds around them is the batch job:
 
-- **Checks first, and what ``-o`` names is respected** (``rtmer.outputs``): an output
+- **Checks first, and what ``-o`` names is respected** (``rtmer.app.output_paths``): an output
   that cannot be written is refused before the model is loaded; a regular file is
   written atomically, a symlink followed, and a special file (a device, a FIFO, a pipe
   such as ``/dev/fd/63`` from ``>(gzip > x.gz)``, anything under /proc or /sys) never
@@ -46,12 +46,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from rtmer.engine import Engine
+from rtmer.core.engine import Engine
 from rtmer.errors import AudioInputError
-from rtmer.outputs import STDIN, OutputTarget, dedupe, output_names, resolve_output, write_atomically
-from rtmer.runner import Runner
-from rtmer.sources import Block, Input
-from rtmer.update import Update
+from rtmer.app.output_paths import STDIN, OutputTarget, dedupe, output_names, resolve_output, write_atomically
+from rtmer.app.runner import Runner
+from rtmer.inputs.base import Block, Input
+from rtmer.core.update import Update
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ EXIT_INTERRUPTED = 130
 def write_analysis(fmt: str, updates: dict[str, list[Update]], order: Sequence[str], engine: Engine,
                    out: TextIO) -> None:
     """Write the updates of the streams in ``order`` as CSV (``textout.CsvSink``) or one JSON document."""
-    from rtmer.textout import CsvSink, update_to_dict
+    from rtmer.outputs.textout import CsvSink, update_to_dict
 
     if fmt == "csv":
         sink = CsvSink(out)
@@ -171,7 +171,7 @@ class AnalyzeJob:
     pcm: tuple[str, int, int] | None = None
     progress: bool | None = None
     quiet: bool = False
-    plot: str | None = None  # --plot: an image file, or a folder (rtmer.plot); checked by rtmer.plot.check_plot
+    plot: str | None = None  # --plot: an image file, or a folder (rtmer.app.plot); checked by rtmer.app.plot.check_plot
     target: OutputTarget | None = None  # -o as check_outputs resolved it (resolved here when None)
 
 
@@ -245,14 +245,14 @@ def run_analysis(engine: Engine, job: AnalyzeJob, *, stdout: TextIO, stderr: Tex
 
 def _run(engine: Engine, job: AnalyzeJob, target: OutputTarget | None, *, stdout: TextIO, stderr: TextIO,
          stop: threading.Event, stdin: BinaryIO | None) -> int:
-    from rtmer.decode import duration_seconds, open_audio, open_stdin
-    from rtmer.sources import PcmInput
+    from rtmer.inputs.decode import duration_seconds, open_audio, open_stdin
+    from rtmer.inputs.pcm import PcmInput
 
     paths, notes = dedupe(job.files)
     names = output_names(paths, job.out_format) if job.output_dir else {}
     plots: dict[str, Path] = {}
     if job.plot:
-        from rtmer.plot import plot_targets, plot_updates
+        from rtmer.app.plot import plot_targets, plot_updates
 
         plots = plot_targets(job.plot, paths)
     durations = {p: (None if p == STDIN else duration_seconds(p)) for p in paths}
@@ -284,7 +284,7 @@ def _run(engine: Engine, job: AnalyzeJob, target: OutputTarget | None, *, stdout
     def finish(path: str) -> None:
         """``path`` was analysed to its end: write it now (``--output-dir``) or keep it for the end."""
         log.info("finished %s (%s of audio)", path, _amount(position.get(path, 0.0)))
-        if path in plots:  # --plot: its figure, drawn by rtmer.plot
+        if path in plots:  # --plot: its figure, drawn by rtmer.app.plot
             try:
                 plot_updates(rows.get(path, []), plots[path], title=f"{path} ({engine.info.name})")
             except OSError as exc:

@@ -68,8 +68,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rtmer.errors import ConfigError, PortInUseError
-from rtmer.hosts import WILDCARDS, header_hostname, is_loopback_host, needs_token_message, url_host
-from rtmer.netlimits import OUT_OF_RESOURCES, AcceptErrorLog
+from rtmer.outputs.hosts import WILDCARDS, header_hostname, is_loopback_host, needs_token_message, url_host
+from rtmer.outputs.netlimits import OUT_OF_RESOURCES, AcceptErrorLog
 
 log = logging.getLogger(__name__)
 

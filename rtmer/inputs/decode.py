@@ -5,7 +5,7 @@ soundfile) reads wav, flac, ogg, aiff and, in recent versions, mp3. Anything it
 cannot read (m4a/AAC, opus in mp4, wma, video files' audio) is decoded by an
 ``ffmpeg`` subprocess when one is on the PATH; otherwise the error says so and how to
 get it. ``open_stdin`` reads an encoded stream from stdin (a file format, read to its
-end into a temporary file first); raw PCM on stdin is ``sources.PcmInput``.
+end into a temporary file first); raw PCM on stdin is ``rtmer.inputs.pcm.PcmInput``.
 
 Notes
 -----
@@ -37,7 +37,8 @@ from typing import IO, BinaryIO
 import numpy as np
 
 from rtmer.errors import AudioInputError, ConfigError
-from rtmer.sources import PacedInput, check_layout, open_file, quiet_native_stderr
+from rtmer.inputs.base import check_layout
+from rtmer.inputs.files import PacedInput, open_file, quiet_native_stderr
 
 FFMPEG_HINT = (
     "libsndfile reads wav, flac, ogg, aiff and mp3; for m4a/AAC and other formats install ffmpeg "
@@ -181,7 +182,7 @@ class _FfmpegReader:
 
     def at_end(self, frames: int) -> str | None:
         """Why the stream ended early, or None: ffmpeg failed after some audio, or exited 0 but reported
-        errors (a truncated or damaged file), as ``rtmer.sources.open_file`` says it for libsndfile's."""
+        errors (a truncated or damaged file), as ``rtmer.inputs.files.open_file`` says it for libsndfile's."""
         tail = self._stderr_tail()
         said = self._damaged or (f"ffmpeg: {tail}" if tail else "")
         if not said:

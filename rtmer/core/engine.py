@@ -40,11 +40,11 @@ from typing import Protocol
 import numpy as np
 
 from rtmer.errors import ConfigError, ModelContractError
-from rtmer.framing import Hop
-from rtmer.model import ModelInfo
-from rtmer.mood import MoodLabeler
-from rtmer.smoothing import Smoother, SmoothingConfig
-from rtmer.update import Update
+from rtmer.core.framing import Hop
+from rtmer.core.model import ModelInfo
+from rtmer.core.mood import MoodLabeler
+from rtmer.core.smoothing import Smoother, SmoothingConfig
+from rtmer.core.update import Update
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ MAX_FAILED_ROUNDS = 10
 
 
 class Model(Protocol):
-    """What the engine needs from ``rtmer.model.StreamingModel``."""
+    """What the engine needs from ``rtmer.core.model.StreamingModel``."""
 
     info: ModelInfo
     provider: str  # the onnxruntime execution provider in use
@@ -91,7 +91,7 @@ class Engine:
     ----------
     model: a contract-conforming model (``StreamingModel``).
     smoothing: which smoother each stream gets.
-    neutral_radius, hysteresis: mood labelling (see ``rtmer.mood``).
+    neutral_radius, hysteresis: mood labelling (see ``rtmer.core.mood``).
     silence_db: RMS level [dBFS] below which a hop counts as silence.
     clock: wall clock [unix s] stamped into ``Update.time``.
 

@@ -31,7 +31,7 @@ from collections import deque
 from typing import Any, TextIO
 
 from rtmer.errors import ConfigError
-from rtmer.update import Update
+from rtmer.core.update import Update
 
 log = logging.getLogger(__name__)
 

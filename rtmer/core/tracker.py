@@ -8,7 +8,7 @@ caller instead of a file or a sound card:
 
 so the numbers equal the command line's for the same audio. Every stream has its own
 resampler, hop framer and model state; the hops of all streams given in one call run
-as one batched model call per round (see ``rtmer.engine``).
+as one batched model call per round (see ``rtmer.core.engine``).
 
 Example::
 
@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from rtmer.engine import Engine
+from rtmer.core.engine import Engine
 from rtmer.errors import AudioInputError, ConfigError
-from rtmer.framing import Hop, HopFramer
-from rtmer.model import DEFAULT_MODEL, ModelInfo, StreamingModel
-from rtmer.smoothing import SmoothingConfig
-from rtmer.sources import MonoResampler
-from rtmer.update import Update
+from rtmer.core.framing import Hop, HopFramer
+from rtmer.core.model import DEFAULT_MODEL, ModelInfo, StreamingModel
+from rtmer.core.smoothing import SmoothingConfig
+from rtmer.core.resample import MonoResampler
+from rtmer.core.update import Update
 
 DEFAULT_STREAM = "main"
 """The stream id ``Tracker.process`` uses when none is given."""

@@ -1,4 +1,4 @@
-"""Limits the two network servers (``rtmer.websocket``, ``rtmer.web``) share.
+"""Limits the two network servers (``rtmer.outputs.websocket``, ``rtmer.outputs.web``) share.
 
 - ``TokenBucket``: a rate limit of ``rate`` events a second with bursts of ``burst``.
 - ``AcceptErrorLog``: an ``accept()`` that fails for want of file descriptors (EMFILE,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from rtmer.update import Sink, Update
+from rtmer.core.update import Sink, Update
 
 if TYPE_CHECKING:
-    from rtmer.runner import RunSummary
+    from rtmer.app.runner import RunSummary
 
 
 def printable(text: str) -> str:

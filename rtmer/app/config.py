@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rtmer.errors import ConfigError
-from rtmer.model import DEFAULT_MODEL, is_shipped_name, resolve_model
+from rtmer.core.model import DEFAULT_MODEL, is_shipped_name, resolve_model
 
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -143,7 +143,7 @@ def load_config(path: str | None) -> dict[str, Any]:
         if name == "model" and isinstance(value, str):
             value = config_model(value, Path(path).parent)
         if name == "input.streams" and isinstance(value, list):
-            from rtmer.sources import stream_spec_relative_to
+            from rtmer.inputs.base import stream_spec_relative_to
 
             value = [stream_spec_relative_to(text, Path(path).parent) for text in value]
         if name in ("websocket.certfile", "websocket.keyfile") and isinstance(value, str):

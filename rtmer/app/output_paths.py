@@ -99,7 +99,7 @@ def _open_special(value: str, mode: int) -> int | None:
     if stat.S_ISREG(mode):  # a file behind /proc/self/fd/N (a shell's `> file` or `>> file`): after what is there
         flags |= os.O_APPEND
     try:
-        if stat.S_ISFIFO(mode):  # do not wait here for a reader: signals are still held (rtmer.signals)
+        if stat.S_ISFIFO(mode):  # do not wait here for a reader: signals are still held (rtmer.app.signals)
             fd = os.open(value, flags | os.O_NONBLOCK)
             os.set_blocking(fd, True)
             return fd

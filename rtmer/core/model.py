@@ -212,7 +212,7 @@ class StreamingModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
-        options.log_severity_level = 4  # fatal only: rtmer reports a failed step itself (rtmer.engine)
+        options.log_severity_level = 4  # fatal only: rtmer reports a failed step itself (rtmer.core.engine)
         try:
             self.session = ort.InferenceSession(
                 self.path, options, providers=providers or available_providers()

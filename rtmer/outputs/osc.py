@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from pythonosc.parsing import ntp
 
 from rtmer.errors import ConfigError
-from rtmer.update import Update
+from rtmer.core.update import Update
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A source (monitors of outputs included) is captured through PortAudio's ALSA ``pulse``
 device, with ``PULSE_SOURCE`` naming it while the stream opens (libpulse reads it then;
-``rtmer.sources.LiveInput`` does the opening). ``find_input_device`` resolves what a user
+``rtmer.inputs.live.LiveInput`` does the opening). ``find_input_device`` resolves what a user
 typed (``device:NAME[:CHANNELS]``) to one device; ``capture_channels`` says how many
 channels to open so that every stream on it gets the channels it asked for.
 """

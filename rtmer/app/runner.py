@@ -19,7 +19,7 @@ hop that ends at 5.0 s arrives a little after 5.0 s and was lost. A stream that 
 behind (a stdin that stalls) is waited for one hop longer than ``max_seconds``, at most.
 
 Non-finite input samples are replaced by 0 where the input reads them, before any
-resampling (``sources.MonoResampler``), and counted there: the runner adds those
+resampling (``rtmer.core.resample.MonoResampler``), and counted there: the runner adds those
 counts (``Block.nonfinite_samples``) to each stream's ``nonfinite_samples``, so one NaN
 sample counts as one, not as the few hundred samples a resampler would spread it over.
 """
@@ -34,10 +34,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from rtmer.engine import Engine, StreamStats
-from rtmer.framing import Hop, HopFramer
-from rtmer.sources import Input
-from rtmer.update import Sink, Update
+from rtmer.core.engine import Engine, StreamStats
+from rtmer.core.framing import Hop, HopFramer
+from rtmer.inputs.base import Input
+from rtmer.core.update import Sink, Update
 
 log = logging.getLogger(__name__)
 

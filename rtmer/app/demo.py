@@ -38,7 +38,7 @@ SECTION_SECONDS = 7.5  # the four sections fit the README's 30 s main command
 
 @dataclass(frozen=True, slots=True)
 class Section:
-    name: str  # also the mood it is meant to read as (rtmer.mood's names)
+    name: str  # also the mood it is meant to read as (rtmer.core.mood's names)
     bpm: float
 
 
