@@ -28,7 +28,7 @@ counts ``seq`` from 0 again. With ``reconnect=False`` nothing is retried: a fail
 connection raises ``ServerConnectionError``, iteration ends when the server closes the
 connection and raises ``ServerConnectionError`` when the connection breaks.
 
-The protocol is the one ``rtmer.outputs.websocket`` serves (see its module docstring): a
+The protocol is ``rtmer.protocol`` (see its module docstring), which the server speaks: a
 ``hello`` first, then one ``va`` message per update; the client sends ``subscribe``
 when ``streams`` is given, and also drops other streams' updates itself, so none slips
 through before the server has applied the subscription. Messages of other types
@@ -62,9 +62,9 @@ from websockets.sync.client import ClientConnection as SyncConnection
 from websockets.sync.client import connect as sync_connect
 from websockets.uri import parse_uri
 
-from rtmer.errors import ConfigError, ServerConnectionError
 from rtmer.core.update import Update
-from rtmer.outputs.websocket import MAX_SUBSCRIBE_STREAMS, PROTOCOL_VERSION
+from rtmer.errors import ConfigError, ServerConnectionError
+from rtmer.protocol import MAX_SUBSCRIBE_STREAMS, PROTOCOL_VERSION, update_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -436,7 +436,7 @@ class Client:
             return None
         if not isinstance(obj, dict) or obj.get("type") != "va":
             return None
-        update = _to_update(obj)
+        update = update_from_dict(obj)
         if update is None:
             self.ignored += 1
             log.debug("rtmer server %s: skipped a malformed va message: %.200s", self.url, message)
@@ -444,41 +444,6 @@ class Client:
         if self.streams is not None and update.stream not in self.streams:
             return None
         return update
-
-
-def _to_update(obj: dict[str, Any]) -> Update | None:
-    """A ``va`` message (``rtmer.outputs.textout.update_to_dict``) as an ``Update``; None if malformed.
-
-    ``null`` numbers (non-finite on the server) become NaN.
-    """
-    raw = obj.get("raw")
-    stream, seq, mood = obj.get("stream"), obj.get("seq"), obj.get("mood")
-    if not (isinstance(stream, str) and isinstance(mood, str) and isinstance(raw, dict)):
-        return None
-    if isinstance(seq, bool) or not isinstance(seq, int):
-        return None
-    values = [obj.get(k) for k in ("t", "time", "valence", "arousal")] + [raw.get("valence"), raw.get("arousal")]
-    numbers: list[float] = []
-    for v in values:
-        if v is None:
-            numbers.append(math.nan)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            numbers.append(float(v))
-        else:
-            return None
-    t, time_, valence, arousal, valence_raw, arousal_raw = numbers
-    return Update(
-        stream=stream,
-        seq=seq,
-        t=t,
-        time=time_,
-        valence=valence,
-        arousal=arousal,
-        valence_raw=valence_raw,
-        arousal_raw=arousal_raw,
-        mood=mood,
-        status=status if isinstance(status := obj.get("status", "ok"), str) else "ok",
-    )
 
 
 def _check_streams(streams: Iterable[str] | None) -> tuple[str, ...] | None:

@@ -65,7 +65,8 @@ EXIT_INTERRUPTED = 130
 def write_analysis(fmt: str, updates: dict[str, list[Update]], order: Sequence[str], engine: Engine,
                    out: TextIO) -> None:
     """Write the updates of the streams in ``order`` as CSV (``textout.CsvSink``) or one JSON document."""
-    from rtmer.outputs.textout import CsvSink, update_to_dict
+    from rtmer.outputs.textout import CsvSink
+    from rtmer.protocol import update_to_dict
 
     if fmt == "csv":
         sink = CsvSink(out)

@@ -1,7 +1,7 @@
-"""Text outputs: the JSON form of an update, and NDJSON / CSV sinks for pipes and files.
+"""Text outputs: NDJSON / CSV sinks for pipes and files.
 
-``update_to_dict`` is the one JSON shape of an update; the WebSocket sink sends exactly
-this (``{"type": "va", ...}``) and the NDJSON sink writes it one object per line.
+The NDJSON sink writes an update as the WebSocket sink sends it, one object per line:
+``rtmer.protocol.update_to_dict`` (``{"type": "va", ...}``).
 
 Both sinks write in the caller's thread by default (``queue_size=0``): every line is
 written and flushed, nothing is dropped, and a reader that stops reading a pipe
@@ -23,53 +23,18 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
-import math
 import threading
 from collections import deque
-from typing import Any, TextIO
+from typing import TextIO
 
-from rtmer.errors import ConfigError
 from rtmer.core.update import Update
+from rtmer.errors import ConfigError
+from rtmer.protocol import update_to_json
 
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("time_s", "valence", "arousal", "valence_raw", "arousal_raw", "mood", "stream", "seq", "status")
-
-
-def _finite(x: float) -> float | None:
-    """``x`` as a float, or None (JSON ``null``) for NaN and inf, which JSON cannot carry."""
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def update_to_dict(update: Update) -> dict[str, Any]:
-    """The WebSocket ``va`` message for one update.
-
-    ``t`` is the stream time [s] at the end of the hop; ``time`` the unix time [s] of the
-    estimate; ``valence``/``arousal`` smoothed and ``raw`` unsmoothed, in [-1, 1];
-    ``status`` is ``ok``, ``gap`` or ``failed`` (see ``Update``; added last, so readers of
-    the older shape keep working).
-    A non-finite value becomes ``None`` so the result is always valid JSON.
-    """
-    return {
-        "type": "va",
-        "stream": update.stream,
-        "seq": int(update.seq),
-        "t": _finite(update.t),
-        "time": _finite(update.time),
-        "valence": _finite(update.valence),
-        "arousal": _finite(update.arousal),
-        "raw": {"valence": _finite(update.valence_raw), "arousal": _finite(update.arousal_raw)},
-        "mood": update.mood,
-        "status": update.status,
-    }
-
-
-def update_to_json(update: Update) -> str:
-    """``update_to_dict`` serialised compactly, without a trailing newline."""
-    return json.dumps(update_to_dict(update), separators=(",", ":"), allow_nan=False)
 
 
 def csv_row(update: Update) -> list[str]:
@@ -242,7 +207,7 @@ class _LineSink:
 
 
 class NdjsonSink(_LineSink):
-    """Writes one JSON object (``update_to_dict``) per line per update, flushed at once.
+    """Writes one JSON object (``rtmer.protocol.update_to_dict``) per line per update, flushed at once.
 
     ``file`` is an open text file or ``sys.stdout``; the caller owns it and ``close()``
     flushes but does not close it. ``queue_size`` [lines]: 0 writes in the caller's

@@ -5,29 +5,7 @@ calls ``publish``, which hands the update to that loop (``call_soon_threadsafe``
 returns at once; the loop serialises the update once and appends the same string to each
 client's queue; one sender task per client writes its queue to its socket.
 
-Protocol (text frames, one JSON object each)
---------------------------------------------
-Server to client:
-
-- ``{"type": "hello", "protocol": 1, "model": {...}, "streams": [...], ...}`` first, on
-  connect: the ``hello`` dict the engine passes (model metadata, stream ids), with
-  ``type`` and ``protocol`` added. Its ``model`` holds only ``HELLO_MODEL_KEYS`` (name,
-  version, rates) unless the client presented the server's token: only then the
-  whole metadata (training data, metrics, architecture).
-- ``{"type": "va", "stream": id, "seq": n, "t": stream_seconds, "time": unix_seconds,
-  "valence": v, "arousal": a, "raw": {"valence": rv, "arousal": ra}, "mood": label}``
-  per update (``rtmer.outputs.textout.update_to_dict``); values in [-1, 1], ``t`` and ``time`` [s].
-- ``{"type": "subscribed", "streams": [...] | null}`` and ``{"type": "pong", "time":
-  unix_seconds[, "id": ...]}`` in reply to the client messages below;
-  ``{"type": "error", "request": type, "message": text}`` in reply to a ``subscribe``
-  that is refused (more than ``MAX_SUBSCRIBE_STREAMS`` ids, ids that are not strings)
-  or a message of an unknown type.
-
-Client to server (optional):
-
-- ``{"type": "subscribe", "streams": ["deck1", ...]}`` sends only those streams' updates
-  to this client; ``"streams": null`` or ``"*"`` sends all again (the default).
-- ``{"type": "ping"[, "id": x]}`` gets a ``pong`` (echoing a string or number ``id``).
+Protocol: ``rtmer.protocol`` (the messages both ways, ``PROTOCOL_VERSION``).
 
 Anything else (binary frames, text that is not JSON or not an object, JSON nested
 deeper than Python can parse, bad fields, text over ``MAX_CONTROL_CHARS``) is ignored
@@ -116,20 +94,18 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from rtmer.core.update import Update
 from rtmer.errors import ConfigError, PortInUseError
 from rtmer.outputs.hosts import header_hostname, host_port, is_loopback_host, is_loopback_name, needs_token_message
 from rtmer.outputs.netlimits import OUT_OF_RESOURCES, AcceptErrorLog, TokenBucket
-from rtmer.outputs.textout import update_to_json
-from rtmer.core.update import Update
+from rtmer.protocol import MAX_SUBSCRIBE_STREAMS, PROTOCOL_VERSION, hello_to_json, update_to_json
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
 MAX_CONTROL_CHARS = 4096
 """Client text messages longer than this [characters] are ignored."""
 MAX_FRAME_BYTES = 65536
 """Client frames larger than this [bytes] close that client's connection (code 1009)."""
-MAX_SUBSCRIBE_STREAMS = 256
 MAX_CLIENTS = 256
 """Default cap on clients connected at once; one more is closed with code 1013."""
 CLOSE_TOO_MANY_CLIENTS = 1013  # RFC 6455 registry: "Try Again Later"
@@ -373,14 +349,7 @@ class WebSocketSink:
 
     @staticmethod
     def _encode_hello(hello: dict[str, Any]) -> str:
-        if not isinstance(hello, dict):
-            raise ConfigError(f"WebSocket hello={hello!r} must be a dict")
-        try:
-            return json.dumps(
-                {"type": "hello", "protocol": PROTOCOL_VERSION, **hello, "type": "hello"}, separators=(",", ":")
-            )
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"WebSocket hello must be JSON-serialisable: {exc}") from exc
+        return hello_to_json(hello)
 
     # -- engine thread -------------------------------------------------------
 

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import StuckFile
 from rtmer.errors import ConfigError
-from rtmer.outputs.textout import CSV_COLUMNS, CsvSink, NdjsonSink, update_to_dict
+from rtmer.outputs.textout import CSV_COLUMNS, CsvSink, NdjsonSink
+from rtmer.protocol import update_to_dict
 from rtmer.core.update import Update
 
 

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from rtmer.errors import ConfigError, PortInUseError
-from rtmer.outputs.textout import update_to_dict
+from rtmer.protocol import update_to_dict
 from rtmer.core.update import Update
 from rtmer.outputs.websocket import (
     CLIENT_MESSAGE_BURST,
