@@ -17,22 +17,8 @@ violation) and counted in ``flooded``.
 
 Security
 --------
-- **Where it listens.** A loopback address (``127.0.0.1``, ``::1``, ``localhost``) by
-  default. Any other address (``0.0.0.0``, a LAN address) needs a ``token``: the
-  constructor refuses it otherwise (``ConfigError``).
-- **Token.** With a ``token`` (at least ``MIN_TOKEN_CHARS`` characters) every client must
-  present it, as ``Authorization: Bearer TOKEN`` or as the query parameter
-  ``?token=TOKEN``; it is compared in constant time (``hmac.compare_digest``). A
-  missing or wrong token is refused in the handshake with HTTP 401.
-- **Origin.** A browser sends the page's ``Origin``; a handshake whose Origin is not
-  allowed is refused with HTTP 403, so a web page from elsewhere cannot read the
-  stream. Allowed: no Origin (programs, not browsers); a loopback origin
-  (``http://localhost:…``, ``http://127.0.0.1:…``: the built-in page, local tools); an
-  origin on the host the client connected to (the built-in page served from this
-  machine's LAN address); and each of ``allowed_origins`` (exact, such as
-  ``https://show.example``; ``"*"`` allows any, ``"null"`` pages opened from files).
-- **Host.** Without a token, the ``Host`` header must name a loopback host, which stops
-  DNS rebinding (a page whose own name has been pointed at 127.0.0.1) with HTTP 403.
+- **Who may connect** (where it listens, the token, Origin, Host): ``rtmer.outputs.access``;
+  a refused handshake gets its HTTP status (401, 403) and why.
 - **Connection cap.** At most ``max_clients`` clients at once; one more is accepted and
   closed at once with code 1013 (try again later) and a reason that says so.
 - **TLS.** With ``certfile`` and ``keyfile`` the server speaks ``wss://``.
@@ -74,7 +60,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hmac
 import json
 import logging
 import math
@@ -87,7 +72,6 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from itertools import count
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
@@ -96,7 +80,8 @@ from websockets.protocol import State
 
 from rtmer.core.update import Update
 from rtmer.errors import ConfigError, PortInUseError
-from rtmer.outputs.hosts import header_hostname, host_port, is_loopback_host, is_loopback_name, needs_token_message
+from rtmer.outputs.access import AccessPolicy, presented_token
+from rtmer.outputs.hosts import host_port
 from rtmer.outputs.netlimits import OUT_OF_RESOURCES, AcceptErrorLog, TokenBucket
 from rtmer.protocol import MAX_SUBSCRIBE_STREAMS, PROTOCOL_VERSION, hello_to_json, update_to_json
 
@@ -123,7 +108,6 @@ SEND_BUFFER_BYTES = 16384
 """SO_SNDBUF of each client's socket [bytes] (Linux doubles it): little waits in the kernel."""
 WRITE_LIMIT_BYTES = 16384
 """High-water mark of each client's user-space write buffer [bytes] (websockets ``write_limit``)."""
-MIN_TOKEN_CHARS = 16
 HELLO_MODEL_KEYS = (
     "model_name", "model_version", "contract_version", "sample_rate", "hop_samples", "hop_seconds",
     "outputs", "output_range",
@@ -261,18 +245,7 @@ class WebSocketSink:
         check_max_clients(max_clients)
         if isinstance(max_lag, bool) or not isinstance(max_lag, int | float) or not 0 < max_lag < math.inf:
             raise ConfigError(f"WebSocket max_lag={max_lag!r} must be a positive number of seconds")
-        if token is not None and (not isinstance(token, str) or len(token) < MIN_TOKEN_CHARS
-                                  or not token.isprintable() or token != token.strip()):
-            raise ConfigError(
-                f"WebSocket token must be at least {MIN_TOKEN_CHARS} printable characters without spaces at its "
-                "ends (got " + (f"{len(token)} characters" if isinstance(token, str) else repr(token)) + "); "
-                "make one with: python -c 'import secrets; print(secrets.token_urlsafe())'"
-            )
-        if token is None and not is_loopback_host(host):
-            raise ConfigError(needs_token_message("WebSocket", host))
-        origins = list(allowed_origins)
-        if not all(isinstance(o, str) and o for o in origins):
-            raise ConfigError(f"WebSocket allowed_origins={origins!r} must be origins such as 'https://show.example'")
+        self._access = AccessPolicy(host=host, token=token, allowed_origins=allowed_origins)
         if (certfile is None) != (keyfile is None):
             raise ConfigError(f"WebSocket TLS needs both a certificate and a key (got certfile={certfile!r}, "
                               f"keyfile={keyfile!r})")
@@ -291,8 +264,6 @@ class WebSocketSink:
         self.max_clients = max_clients
         self.max_lag = float(max_lag)
         self.tls = self._ssl is not None
-        self._token = token.encode("utf-8") if token is not None else None
-        self._origins = {_normal_origin(o) for o in origins}
         self._refused = 0
         self._capped = 0
         self._flooded = 0
@@ -325,7 +296,7 @@ class WebSocketSink:
     @property
     def has_token(self) -> bool:
         """True when clients must present a token."""
-        return self._token is not None
+        return self._access.has_token
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -460,37 +431,17 @@ class WebSocketSink:
         return connection.respond(status, why + "\n")
 
     def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Token, Origin and Host checks (the module's Security notes); None lets the handshake go on."""
-        headers = request.headers
-        if self._token is not None:
-            given = _presented_token(request)
-            if given is None:
-                return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "this server needs a token: send "
-                                    "'Authorization: Bearer TOKEN' or connect to ...?token=TOKEN")
-            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._token):
-                return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "wrong token")
-        try:
-            origins = headers.get_all("Origin")
-            hosts = headers.get_all("Host")
-        except Exception:  # noqa: BLE001 - a malformed header is a refusal, not a traceback
-            return self._refuse(connection, HTTPStatus.BAD_REQUEST, "malformed headers")
-        host = header_hostname(hosts[0]) if len(hosts) == 1 else None
-        if self._token is None and (host is None or not is_loopback_name(host)):
-            return self._refuse(connection, HTTPStatus.FORBIDDEN, f"Host {hosts[0] if hosts else None!r} is not "
-                                "allowed without a token (this server answers loopback names only)")
-        if len(origins) > 1 or (origins and not self._origin_allowed(origins[0], host)):
-            return self._refuse(connection, HTTPStatus.FORBIDDEN, f"Origin {', '.join(origins)!r} is not allowed "
-                                "(allow it with --ws-origin ORIGIN)")
-        return None
-
-    def _origin_allowed(self, origin: str, host: str | None) -> bool:
-        normal = _normal_origin(origin)
-        if "*" in self._origins or normal in self._origins:
-            return True
-        name = _hostname_of_origin(origin)
-        if name is None:
-            return False  # "null" (a page opened from a file, a sandboxed frame) unless allowed
-        return is_loopback_name(name) or (host is not None and name == host)
+        """The access policy's checks (``rtmer.outputs.access``); None lets the handshake go on."""
+        refusal = self._access.check_token(_presented_token(request))
+        if refusal is None:
+            try:
+                origins = request.headers.get_all("Origin")
+                hosts = request.headers.get_all("Host")
+            except Exception:  # noqa: BLE001 - a malformed header is a refusal, not a traceback
+                refusal = HTTPStatus.BAD_REQUEST, "malformed headers"
+            else:
+                refusal = self._access.check_headers(origins=origins, hosts=hosts)
+        return None if refusal is None else self._refuse(connection, *refusal)
 
     async def _shutdown(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -557,7 +508,7 @@ class WebSocketSink:
         return since is not None and now - since > self.max_lag
 
     async def _handler(self, ws: ServerConnection) -> None:
-        authenticated = self._token is not None  # with a token, only clients that presented it get here
+        authenticated = self._access.has_token  # with a token, only clients that presented it get here
         if len(self._clients) >= self.max_clients:
             self._capped += 1
             log.log(logging.WARNING if self._capped == 1 else logging.DEBUG,
@@ -716,34 +667,11 @@ def _remote(connection: ServerConnection) -> str:
     return host_port(str(addr[0]), int(addr[1])) if isinstance(addr, tuple) and len(addr) >= 2 else str(addr)
 
 
-def _hostname_of_origin(origin: str) -> str | None:
-    try:
-        parts = urlsplit(origin.strip())
-        name = parts.hostname
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not name:
-        return None
-    return name.lower()
-
-
-def _normal_origin(origin: str) -> str:
-    return origin.strip().rstrip("/").lower()
-
-
 def _presented_token(request: Request) -> str | None:
-    """The token a client presented: ``Authorization: Bearer TOKEN``, else ``?token=TOKEN``; None if neither."""
+    """The token a client presented (``rtmer.outputs.access.presented_token``); None if none, or several
+    ``Authorization`` headers."""
     try:
-        auth = request.headers.get("Authorization")
+        authorization = request.headers.get("Authorization")
     except Exception:  # noqa: BLE001 - several Authorization headers
         return None
-    if auth:
-        scheme, _, value = auth.strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    try:
-        query = parse_qs(urlsplit(request.path).query, max_num_fields=20)
-    except ValueError:
-        return None
-    values = query.get("token")
-    return values[0] if values else None
+    return presented_token(authorization=authorization, path=request.path)

@@ -27,7 +27,9 @@ from websockets.sync.client import ClientConnection, connect
 from conftest import music_like, wait_for
 from rtmer.app.cli import EXIT_OK, EXIT_USAGE, main
 from rtmer.errors import ConfigError
-from rtmer.outputs.websocket import HELLO_MODEL_KEYS, MAX_SUBSCRIBE_STREAMS, WebSocketSink, is_loopback_host
+from rtmer.outputs.hosts import is_loopback_host
+from rtmer.outputs.websocket import HELLO_MODEL_KEYS, WebSocketSink
+from rtmer.protocol import MAX_SUBSCRIBE_STREAMS
 
 TOKEN = "correct-horse-battery-staple-42"
 MODEL = {"model_name": "tiny", "model_version": "3", "sample_rate": "16000", "hop_seconds": "0.5",
