@@ -1,4 +1,4 @@
-"""The thin loop around the engine: inputs -> framers -> engine -> sinks.
+"""The thin loop around the pipeline: inputs -> ``Pipeline`` (framers, engine) -> sinks.
 
 One thread. Each turn it waits (``select``) until a live/stdin input has data or a
 paced input's next block is due (at most ``MAX_WAIT_S``), polls every input without
@@ -35,7 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from rtmer.core.engine import Engine, StreamStats
-from rtmer.core.framing import Hop, HopFramer
+from rtmer.core.framing import Hop
+from rtmer.core.pipeline import Pipeline
 from rtmer.inputs.base import Input
 from rtmer.core.update import Sink, Update
 
@@ -89,12 +90,10 @@ class Runner:
         self.max_seconds = max_seconds
         self.end_when = end_when
         info = engine.info
-        self.framers: dict[str, HopFramer] = {}
+        self.pipeline = Pipeline(engine)  # the inputs' blocks are at the model's rate: no resampler here
         for inp in self.inputs:
             for s in inp.streams:
-                if s in self.framers:
-                    raise ValueError(f"stream id {s!r} is used twice")
-                self.framers[s] = HopFramer(s, hop_samples=info.hop_samples, sample_rate=info.sample_rate)
+                self.pipeline.open(s)
         self.summary = RunSummary()
         self._last_end: float | None = None  # end [s] of the last hop a stream may give under max_seconds
         if max_seconds is not None:
@@ -162,9 +161,7 @@ class Runner:
 
     def _end_input(self, inp: Input, hops: list[Hop], ended: list[str]) -> None:
         for s in inp.streams:
-            last = self.framers[s].flush()
-            if last is not None:
-                hops.append(last)
+            hops.extend(self.pipeline.end(s))
             ended.append(s)
         self.summary.inputs[inp.name] = inp.stats()
         if inp.error:
@@ -191,7 +188,7 @@ class Runner:
                 self.summary.failed_inputs[inp.name] = str(exc)
                 log.error("%s: %s", inp.name, exc)
                 for s in inp.streams:
-                    self.framers.pop(s, None)
+                    self.pipeline.discard(s)
         try:
             while active and not self.stop.is_set():
                 if self._time_is_up(active, started):
@@ -209,20 +206,19 @@ class Runner:
                         inp.finished = True
                         blocks = []
                     for b in blocks:
-                        framer = self.framers[b.stream]
                         if b.nonfinite_samples:
                             self._nonfinite[b.stream] = self._nonfinite.get(b.stream, 0) + b.nonfinite_samples
                         if b.gap:
-                            framer.skip(b.lost_samples)
-                        hops.extend(framer.process(b.samples))
+                            self.pipeline.skip(b.stream, b.lost_samples)
+                        hops.extend(self.pipeline.frame(b.stream, b.samples))
                     if inp.finished:
                         active.remove(inp)
                         self._end_input(inp, hops, ended)
                 hops = self._within_limit(hops)
                 if hops:
-                    self.publish(self.engine.process(hops))
+                    self.publish(self.pipeline.run(hops))
                 for s in ended:
-                    stats = self.engine.end_stream(s)
+                    stats = self.pipeline.close(s)
                     if stats is not None:
                         self.summary.streams[s] = stats
         finally:

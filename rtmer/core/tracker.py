@@ -6,7 +6,8 @@ caller instead of a file or a sound card:
     block [frames, channels] at any rate -> downmix + resample (``MonoResampler``, soxr)
     -> hops (``HopFramer``) -> ``Engine`` (model, smoothing, mood) -> ``Update``s
 
-so the numbers equal the command line's for the same audio. Every stream has its own
+through the same composite stage as the runner (``rtmer.core.pipeline.Pipeline``), so
+the numbers equal the command line's for the same audio. Every stream has its own
 resampler, hop framer and model state; the hops of all streams given in one call run
 as one batched model call per round (see ``rtmer.core.engine``).
 
@@ -30,10 +31,10 @@ import numpy.typing as npt
 
 from rtmer.core.engine import Engine
 from rtmer.errors import AudioInputError, ConfigError
-from rtmer.core.framing import Hop, HopFramer
+from rtmer.core.framing import Hop
 from rtmer.core.model import DEFAULT_MODEL, ModelInfo, StreamingModel
+from rtmer.core.pipeline import Pipeline
 from rtmer.core.smoothing import SmoothingConfig
-from rtmer.core.resample import MonoResampler
 from rtmer.core.update import Update
 
 DEFAULT_STREAM = "main"
@@ -50,8 +51,6 @@ _PCM_SCALE: dict[np.dtype[np.generic], float] = {
 class _Stream:
     sample_rate: int
     channels: int
-    resampler: MonoResampler
-    framer: HopFramer
 
 
 class Tracker:
@@ -114,6 +113,7 @@ class Tracker:
             hysteresis=hysteresis,
             silence_db=silence_db,
         )
+        self._pipeline = Pipeline(self._engine)
         self._streams: dict[str, _Stream] = {}
 
     # ---- what the tracker is --------------------------------------------------------
@@ -186,13 +186,10 @@ class Tracker:
         for stream, block in blocks.items():
             frames, rate = self._check(stream, block, self._rate_for(stream, sample_rate))
             checked.append((stream, frames, rate))
-        hops: list[Hop] = []
         for stream, frames, rate in checked:
-            s = self._streams.get(stream)
-            if s is None:
-                s = self._start(stream, rate, 1 if frames.ndim == 1 else frames.shape[1])
-            hops.extend(s.framer.process(s.resampler.process(frames)))
-        return self._engine.process(hops) if hops else []
+            if stream not in self._streams:
+                self._start(stream, rate, 1 if frames.ndim == 1 else frames.shape[1])
+        return self._pipeline.process({stream: frames for stream, frames, _ in checked})
 
     def end(self, stream: str | None = None) -> list[Update]:
         """End ``stream`` (every stream when None), as the command line does at the end
@@ -204,15 +201,11 @@ class Tracker:
         names = self._names(stream)
         hops: list[Hop] = []
         for name in names:
-            s = self._streams[name]
-            hops.extend(s.framer.process(s.resampler.flush()))
-            last = s.framer.flush()
-            if last is not None:
-                hops.append(last)
-        updates = self._engine.process(hops) if hops else []
+            hops.extend(self._pipeline.end(name))
+        updates = self._pipeline.run(hops)
         for name in names:
             del self._streams[name]
-            self._engine.end_stream(name)
+            self._pipeline.close(name)
         return updates
 
     def reset(self, stream: str | None = None) -> None:
@@ -223,7 +216,7 @@ class Tracker:
         """
         for name in self._names(stream):
             del self._streams[name]
-            self._engine.end_stream(name)
+            self._pipeline.close(name)
 
     # ---- helpers ----------------------------------------------------------------------
     def _names(self, stream: str | None) -> list[str]:
@@ -234,16 +227,9 @@ class Tracker:
             raise ConfigError(f"stream={stream!r} is not being tracked (tracking: {tracking})")
         return [stream]
 
-    def _start(self, stream: str, rate: int, channels: int) -> _Stream:
-        info = self._engine.info
-        s = _Stream(
-            sample_rate=rate,
-            channels=channels,
-            resampler=MonoResampler(in_rate=rate, out_rate=info.sample_rate),
-            framer=HopFramer(stream, hop_samples=info.hop_samples, sample_rate=info.sample_rate),
-        )
-        self._streams[stream] = s
-        return s
+    def _start(self, stream: str, rate: int, channels: int) -> None:
+        self._streams[stream] = _Stream(sample_rate=rate, channels=channels)
+        self._pipeline.open(stream, in_rate=rate)
 
     @staticmethod
     def _rate_for(stream: str, sample_rate: int | Mapping[str, int]) -> object:
