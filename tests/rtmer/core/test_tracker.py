@@ -262,7 +262,7 @@ def test_declared_timing(tracker: rtmer.Tracker) -> None:
 
 
 def readme_python_api_examples() -> list[str]:
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
     section = text[text.index("## Python API") : text.index("## Protocols")]
     return re.findall(r"```python\n(.*?)```", section, re.S)
 

@@ -298,7 +298,7 @@ def test_example_receiver_prints_the_messages() -> None:
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "clients" / "osc_receiver.py"
+    script = Path(__file__).resolve().parents[3] / "clients" / "osc_receiver.py"
     port = free_udp_port()
     proc = subprocess.Popen(
         [sys.executable, str(script), "--port", str(port), "--count", "5"], stdout=subprocess.PIPE, text=True

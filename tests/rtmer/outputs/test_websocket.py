@@ -340,7 +340,7 @@ def test_example_client_subscribes_and_prints(sink: WebSocketSink) -> None:
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "clients" / "ws_client.py"
+    script = Path(__file__).resolve().parents[3] / "clients" / "ws_client.py"
     proc = subprocess.Popen(
         [sys.executable, str(script), "--url", f"ws://127.0.0.1:{sink.port}", "--stream", "deck2", "--count", "2"],
         stdout=subprocess.PIPE,

@@ -36,7 +36,7 @@ from rtmer.app.demo import section_audio
 from rtmer.errors import ConfigError, PortInUseError
 from rtmer.outputs.web import CONTENT_SECURITY_POLICY, PAGE_FILES, WebPageServer, page_file
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ARTIFACTS = REPO / "build" / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CALM_SECONDS = 4.0  # the file the browser tests play: calm, then an energetic section

@@ -16,7 +16,7 @@ import soundfile as sf
 from conftest import CollectingSink, cli, free_port, music_like, read_csv, rtmer_command
 from rtmer.app.cli import EXIT_DEVICE, EXIT_INPUT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 VALUES = ("valence", "arousal", "valence_raw", "arousal_raw")
 
 

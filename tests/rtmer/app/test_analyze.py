@@ -21,7 +21,7 @@ from conftest import cli, music_like, read_csv, stderr_until, tone
 from rtmer.app.output_paths import dedupe, output_names
 from rtmer.app.cli import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 VALUES = ("valence", "arousal", "valence_raw", "arousal_raw")
 
 
