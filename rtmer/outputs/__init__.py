@@ -1,0 +1,1 @@
+"""Where updates go: OSC, CSV/NDJSON, the WebSocket server and its page (docs/architecture.md)."""
