@@ -67,11 +67,17 @@ def _rounding_effect(unrounded: torch.nn.Module, rounded: torch.nn.Module, secon
     return worst
 
 
-def export_real(run_dir: Path, name: str, models_dir: Path, cross_sets: Sequence[Path] = ()) -> Path:
-    """Write models/NAME.onnx from a run, score it on the fixed test part (models/NAME.test.json) and write its card."""
+def export_real(run_dir: Path, name: str, models_dir: Path, cross_sets: Sequence[Path] = (), zero_point: bool = True) -> Path:
+    """Write models/NAME.onnx from a run, score it on the fixed test part (models/NAME.test.json) and write its card.
+
+    ``zero_point=False`` exports a run made with ``--calibrate`` without its zero point (a choice made on its CV figures, which the card gives).
+    """
     run = json.loads((run_dir / "run.json").read_text())
     args = run["args"]
     report = json.loads((run_dir / "cv.json").read_text())
+    declined = None
+    if not zero_point and "calibration" in report:
+        declined = {"calibration": report.pop("calibration"), "pooled": report.pop("pooled_calibrated")}
     saved = torch.load(run_dir / "final.pt", weights_only=True)
     if args["size"] == "large":
         share = saved.get("readout_share", 0.0)  # runs made before the readout existed have none
@@ -124,7 +130,7 @@ def export_real(run_dir: Path, name: str, models_dir: Path, cross_sets: Sequence
     for cross_run in cross_sets:
         cross_args = json.loads((cross_run / "run.json").read_text())["args"]
         crossed[cross_args["hold_out_set"]] = (cross_args, json.loads((cross_run / "cv.json").read_text())["pooled"])
-    card = _card(name, run, report, test, crossed, params, onnx_path.stat().st_size, model.state_size, va_parity, state_parity, rounding, latency)  # type: ignore[attr-defined]
+    card = _card(name, run, report, declined, test, crossed, params, onnx_path.stat().st_size, model.state_size, va_parity, state_parity, rounding, latency)  # type: ignore[attr-defined]
     (models_dir / f"{name}.md").write_text(card)
     print(f"wrote {onnx_path} and {onnx_path.with_suffix('.md')}", file=sys.stderr)
     return onnx_path
@@ -177,7 +183,7 @@ def _shown(value: object) -> str:
     return str(path.relative_to(REPO)) if path.is_absolute() and path.is_relative_to(REPO) else str(value)
 
 
-def _card(name: str, run: dict, report: dict, test: dict, crossed: dict[str, tuple[dict, dict]], params: int, size: int, state_size: int,
+def _card(name: str, run: dict, report: dict, declined: dict | None, test: dict, crossed: dict[str, tuple[dict, dict]], params: int, size: int, state_size: int,
           va_parity: float, state_parity: float, rounding: float, latency: dict) -> str:  # fmt: skip
     args = run["args"]
     size_name = args["size"]
@@ -189,7 +195,8 @@ def _card(name: str, run: dict, report: dict, test: dict, crossed: dict[str, tup
         commands.append(_train_command(teacher_run["args"]))
     commands += [_train_command(args)] + [_train_command(cross_args) for cross_args, _ in crossed.values()]
     cross_runs = " ".join(_shown(cross_args["out"]) for cross_args, _ in crossed.values())
-    commands.append(f"python -m training.realcard --run {_shown(args['out'])} --name {name}" + (f" --cross-set {cross_runs}" if crossed else "") + "  # exports, scores the test part once, writes this card")
+    commands.append(f"python -m training.realcard --run {_shown(args['out'])} --name {name}" + (" --no-zero-point" if declined else "")
+                    + (f" --cross-set {cross_runs}" if crossed else "") + "  # exports, scores the test part once, writes this card")
     runs = [run] + ([teacher_run] if size_name == "default" else [])
     unseeded = [] if all(r.get("seeded_init") for r in runs) else [
         "These runs were made before the trainer seeded torch's initial weights, so the commands make models of the same recipe, not the same bits."
@@ -208,6 +215,7 @@ def _card(name: str, run: dict, report: dict, test: dict, crossed: dict[str, tup
         "Causal and streaming: 16 kHz mono PCM in 500 ms hops, state carried between hops.",
         *([f"Its output is moved by a zero point chosen on cross-validation (valence {calibration['valence']:+.3f}, arousal {calibration['arousal']:+.3f} subtracted, then clipped to [-1, 1]): "
            "the level below which as many pooled CV estimates fall as labels are negative, over MUSIFEAST-17's ratings and the signs of 4Q and MIREX-like."] if calibration else []),
+        *([_declined_sentence(declined, report["pooled"])] if declined else []),
         "",
         "Written by these commands, in order; every figure below comes from them or from "
         f"`python benchmarks/model_latency.py models/{name}.onnx{' --hops 100 --batch 16' if size_name == 'large' else ''}`:",
@@ -253,6 +261,12 @@ def _card(name: str, run: dict, report: dict, test: dict, crossed: dict[str, tup
         "",
     ]
     return "\n".join(lines)
+
+
+def _declined_sentence(declined: dict, pooled: dict) -> str:
+    offset, moved, plain = declined["calibration"], declined["pooled"]["4q"]["model"], pooled["4q"]["model"]
+    return (f"A zero point was chosen on cross-validation (valence {offset['valence']:+.3f}, arousal {offset['arousal']:+.3f}) and not applied: on the CV folds it gave 4Q accuracy {moved['quadrant_accuracy']:.3f} "
+            f"and lowest recall {moved['lowest_recall']:.3f}, against {plain['quadrant_accuracy']:.3f} and {plain['lowest_recall']:.3f} without it.")  # fmt: skip
 
 
 def _figure(value: float | None, digits: int = 3) -> str:
@@ -363,5 +377,6 @@ if __name__ == "__main__":
     parser.add_argument("--name", required=True)
     parser.add_argument("--models-dir", type=Path, default=REPO / "models")
     parser.add_argument("--cross-set", type=Path, nargs="*", default=[], metavar="RUN", help="runs of python -m training real --hold-out-set SET, for the card's cross-set table")
+    parser.add_argument("--no-zero-point", action="store_true", help="export a --calibrate run without its zero point (chosen on its CV figures; the card says so)")
     cli = parser.parse_args()
-    export_real(cli.run, cli.name, cli.models_dir, cli.cross_set)
+    export_real(cli.run, cli.name, cli.models_dir, cli.cross_set, zero_point=not cli.no_zero_point)

@@ -11,6 +11,7 @@ from music import SAMPLE_RATE, chords
 from rtmer.core.model import StreamingModel
 from test_realmusic import EMOTIFY_HEADER, FOURQ_HEADER, MIREX_HEADER, MUSIFEAST_HEADER, emotify_row, fourq_row, mirex_row, musifeast_row, write_set
 from training.__main__ import main
+from training.realcard import export_real
 from training.testscore import main as score_test_part
 
 CLIP_SECONDS = 12.0
@@ -58,7 +59,8 @@ def runs(realmusic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
               "--cache", str(out / "cache"), "--models-dir", str(out / "models"), "--test-part", str(out / "test_part.json")]  # fmt: skip
     (out / "models").mkdir()
     large_losses = ["--sign-weight", "1.0", "--clip-sign-weight", "0.5", "--rating-offset"]
-    assert main(["real", "--size", "large", "--heads", "2", "--readout-share", "0.5", *large_losses, "--out", str(out / "large"), "--export", "rtmer-large", *common]) == 0
+    assert main(["real", "--size", "large", "--heads", "2", "--readout-share", "0.5", *large_losses, "--calibrate", "--out", str(out / "large"), *common]) == 0
+    export_real(out / "large", "rtmer-large", out / "models", zero_point=False)  # its zero point declined
     assert main(["real", "--size", "default", "--student", "hybrid_fast", "--teacher", str(out / "large"), "--calibrate",
                  "--out", str(out / "default"), "--export", "rtmer-default", *common]) == 0  # fmt: skip
     for name in ("rtmer-large", "rtmer-default"):
@@ -97,10 +99,15 @@ def test_the_test_part_reaches_neither_cv_nor_the_final_model_and_is_scored_apar
 def test_calibration_moves_the_exported_zero_by_the_offset_chosen_on_cv(runs: Path) -> None:
     report = json.loads((runs / "default" / "cv.json").read_text())
     offset = np.array([report["calibration"]["valence"], report["calibration"]["arousal"]])
-    assert np.all(np.abs(offset) < 1) and "pooled_calibrated" in report and "calibration" not in json.loads((runs / "large" / "cv.json").read_text())
-    model = StreamingModel(runs / "models" / "rtmer-default.onnx")
-    metrics = json.loads(model.info.metadata["metrics"])
+    assert np.all(np.abs(offset) < 1) and "pooled_calibrated" in report
+    metrics = json.loads(StreamingModel(runs / "models" / "rtmer-default.onnx").info.metadata["metrics"])
     assert metrics["4q"]["quadrant_accuracy"] == report["pooled_calibrated"]["4q"]["model"]["quadrant_accuracy"]
+    # the large run's zero point was declined at export: its file and card give the plain CV figures, and say why
+    large = json.loads((runs / "large" / "cv.json").read_text())
+    metrics = json.loads(StreamingModel(runs / "models" / "rtmer-large.onnx").info.metadata["metrics"])
+    assert metrics["4q"]["quadrant_accuracy"] == large["pooled"]["4q"]["model"]["quadrant_accuracy"]
+    card = (runs / "models" / "rtmer-large.md").read_text()
+    assert "--no-zero-point" in card and f"not applied: on the CV folds it gave 4Q accuracy {large['pooled_calibrated']['4q']['model']['quadrant_accuracy']:.3f}" in card
 
 
 def test_folds_never_split_an_artist(runs: Path) -> None:
