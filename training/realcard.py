@@ -329,7 +329,7 @@ def _cross_set(crossed: dict[str, tuple[dict, dict]], cv: dict) -> list[str]:
     """Each set scored by a model trained on the others' development parts, beside its CV figure with every set in training."""
     if not crossed:
         return []
-    lines = ["## Cross-set checks", "Trained on the development parts of every other set (VGMIDI and Emotify included), scored on the whole development part of the set left out; beside it, the same figure in this model's cross-validation, which had that set in training. Same recipe as the large model.", "",
+    lines = ["## Cross-set checks", "Trained on the development parts of every other set (VGMIDI and Emotify included), scored on the whole development part of the set left out (each run's command is among those above); beside it, the same figure in this model's cross-validation, which had that set in training.", "",
              "| set left out | figure | left out | in training (CV) |", "|---|---|---|---|"]  # fmt: skip
     keys = {"4q": [("quadrant accuracy", "quadrant_accuracy"), ("valence AUC", "valence_auc"), ("arousal AUC", "arousal_auc")],
             "mirexlike": [("valence AUC 2+4 against 3+5", "valence_auc_24_35"), ("arousal AUC 1+5 against 3", "arousal_auc_15_3")]}  # fmt: skip
