@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import cli, music_like, read_csv, stderr_until, tone
+from conftest import build_tiny_model, cli, music_like, read_csv, stderr_until, tone
 from rtmer.app.output_paths import dedupe, output_names
 from rtmer.app.cli import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
@@ -304,8 +304,6 @@ def test_o_on_a_read_only_filesystem_says_so(tiny: Path, tiny_wav: Path, tmp_pat
 # ---- every gap counted and flagged ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import build_tiny_model
-
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.onnx")
 
 

@@ -8,7 +8,7 @@ framer (a partial last hop), the model with its state carried, the smoother, the
 labeller with its hysteresis, silence. To write the file again (only on purpose, when the
 numbers are meant to change)::
 
-    PYTHONPATH=. python tests/rtmer/app/test_analyze_numbers.py
+    PYTHONPATH=.:tests/rtmer python tests/rtmer/app/test_analyze_numbers.py
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from conftest import build_tiny_model, cli, music_like, tone  # tests/rtmer's, at collection: a later import could find tests/training's
 
 HERE = Path(__file__).resolve().parent
 EXPECTED = HERE / "analyze_numbers.csv"
@@ -30,7 +31,6 @@ def write_inputs(folder: Path) -> list[Path]:
     """Two deterministic files: music with silence and a loud offset part, and a mono tone sweep."""
     import soundfile as sf
 
-    from conftest import music_like, tone
 
     rate = 44100
     music = music_like(4.0, rate, seed=3)
@@ -51,7 +51,6 @@ def write_inputs(folder: Path) -> list[Path]:
 
 def analyze(folder: Path, model: Path) -> str:
     """The CSV ``rtmer analyze`` writes for ``write_inputs(folder)`` (stream names are file names)."""
-    from conftest import cli
 
     inputs = write_inputs(folder)
     code, out, err = cli("analyze", *(str(path) for path in inputs), "--model", str(model))
@@ -82,9 +81,6 @@ def test_analyze_gives_the_numbers_it_gave_before(tiny_model_path: Path, tmp_pat
 
 if __name__ == "__main__":
     import tempfile
-
-    sys.path.insert(0, str(HERE.parent))  # conftest
-    from conftest import build_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -19,6 +19,8 @@ from rtmer.errors import ConfigError
 from rtmer.outputs.osc import OscSink, parse_target
 from rtmer.core.update import Update
 
+from conftest import cli, music_like
+
 N_PORTS = 2
 
 
@@ -249,7 +251,6 @@ def test_all_failed_says_that_nothing_reached_any_target() -> None:
 
 def test_a_run_whose_every_osc_datagram_failed_exits_1(tmp_path: Path) -> None:
     from rtmer.app.cli import EXIT_INPUT_FAILED, EXIT_OK
-    from conftest import cli, music_like
 
     clip = tmp_path / "clip.wav"
     sf.write(clip, music_like(2.0, 16000, seed=4), 16000, subtype="PCM_16")
