@@ -78,6 +78,11 @@ def export_real(run_dir: Path, name: str, models_dir: Path, cross_sets: Sequence
     declined = None
     if not zero_point and "calibration" in report:
         declined = {"calibration": report.pop("calibration"), "pooled": report.pop("pooled_calibrated")}
+    if "calibration" in report:  # the folds chose to calibrate; the final model's own lean sets its zero
+        from training.real import final_zero_points
+
+        offset = final_zero_points(run_dir)
+        report["calibration_final"] = {"valence": float(offset[0]), "arousal": float(offset[1])}
     saved = torch.load(run_dir / "final.pt", weights_only=True)
     if args["size"] == "large":
         share = saved.get("readout_share", 0.0)  # runs made before the readout existed have none
@@ -96,7 +101,7 @@ def export_real(run_dir: Path, name: str, models_dir: Path, cross_sets: Sequence
         model = StreamingModel(head.eval()).eval()
         architecture = saved["model"]
         params = parameter_count(head)
-    calibration = report.get("calibration")
+    calibration = report.get("calibration_final")
     if calibration:
         model = ZeroPoint(model, [calibration["valence"], calibration["arousal"]]).eval()
     onnx_path = models_dir / f"{name}.onnx"
@@ -207,14 +212,16 @@ def _card(name: str, run: dict, report: dict, declined: dict | None, test: dict,
         if size_name == "large"
         else f"Architecture `{args['student']}` (training/models.py) on rtmer's own in-graph front end, trained on the labels and distilled from the per-hop estimates of a large model (MusiCNN and GRU heads, as rtmer-large) trained by the first training command below (`{_shown(args['teacher'])}`; each CV fold from that fold's large heads)."
     )
-    calibration = report.get("calibration")
+    calibration, fold_calibration = report.get("calibration_final"), report.get("calibration")
     lines = [
         f"# {name}",
         "",
         description,
         "Causal and streaming: 16 kHz mono PCM in 500 ms hops, state carried between hops.",
-        *([f"Its output is moved by a zero point chosen on cross-validation (valence {calibration['valence']:+.3f}, arousal {calibration['arousal']:+.3f} subtracted, then clipped to [-1, 1]): "
-           "the level below which as many pooled CV estimates fall as labels are negative, over MUSIFEAST-17's ratings and the signs of 4Q and MIREX-like."] if calibration else []),
+        *([f"Its output is moved by a zero point (valence {calibration['valence']:+.3f}, arousal {calibration['arousal']:+.3f} subtracted, then clipped to [-1, 1]): the level below which as many of this model's "
+           "estimates of the development part's clips fall as labels are negative, over MUSIFEAST-17's ratings and the signs of 4Q and MIREX-like. Cross-validation chose to calibrate: "
+           f"each fold's model moved by its folds' pooled zero point (valence {fold_calibration['valence']:+.3f}, arousal {fold_calibration['arousal']:+.3f}) read the CV figures below; "
+           "the final model leans its own way, so its zero comes from its own estimates."] if calibration else []),
         *([_declined_sentence(declined, report["pooled"])] if declined else []),
         "",
         "Written by these commands, in order; every figure below comes from them or from "

@@ -72,8 +72,20 @@ def test_the_main_command_plays_all_four_sections() -> None:
     assert SynthMusic(rate=16000).section_seconds * len(SECTIONS) <= MAIN_COMMAND_SECONDS
 
 
+# (model, section) -> how it misreads (issue 19, open); each is a strict xfail, so it must go once the model reads the section right.
+KNOWN_MISREADINGS: dict[tuple[str, str], str] = {
+    ("rtmer-default", "calm"): "its zero point (valence 0.166 subtracted) puts quiet major music near 0: sad, sad, sad, then calm (4 of 7 hops)",
+    ("rtmer-default", "excited"): "still calm 5 s into the section after the calm one, then excited (5 of 7 hops)",
+    ("rtmer-large", "sad"): "the minor lament reads at valence -0.02: calm in 5 of 7 hops, sad in the last 2",
+}
+
+
 @pytest.mark.parametrize("section", [s.name for s in SECTIONS])
-def test_each_demo_section_shows_its_own_mood_in_three_hops_of_four(model: StreamingModel, demo_readings: dict[str, SectionReading], section: str) -> None:
+def test_each_demo_section_shows_its_own_mood_in_three_hops_of_four(model: StreamingModel, demo_readings: dict[str, SectionReading], section: str,
+                                                                    request: pytest.FixtureRequest) -> None:  # fmt: skip
+    known = KNOWN_MISREADINGS.get((model.info.name, section))
+    if known:
+        request.applymarker(pytest.mark.xfail(reason=known, strict=True))
     moods = demo_readings[section].moods  # the section names are the mood names
     assert len(moods) >= 6 and moods.count(section) >= 0.75 * len(moods), {name: "".join(m[0] for m in r.moods) for name, r in demo_readings.items()}
 

@@ -11,7 +11,11 @@ from music import SAMPLE_RATE, chords
 from rtmer.core.model import StreamingModel
 from test_realmusic import EMOTIFY_HEADER, FOURQ_HEADER, MIREX_HEADER, MUSIFEAST_HEADER, emotify_row, fourq_row, mirex_row, musifeast_row, write_set
 from training.__main__ import main
+from training.datasets import load_audio
 from training.realcard import export_real
+from training.realeval import clip_estimate
+from training.realmusic import label_signs, load_realmusic
+from training.testscore import stream
 from training.testscore import main as score_test_part
 
 CLIP_SECONDS = 12.0
@@ -108,6 +112,19 @@ def test_calibration_moves_the_exported_zero_by_the_offset_chosen_on_cv(runs: Pa
     assert metrics["4q"]["quadrant_accuracy"] == large["pooled"]["4q"]["model"]["quadrant_accuracy"]
     card = (runs / "models" / "rtmer-large.md").read_text()
     assert "--no-zero-point" in card and f"not applied: on the CV folds it gave 4Q accuracy {large['pooled_calibrated']['4q']['model']['quadrant_accuracy']:.3f}" in card
+
+
+def test_the_default_s_zero_point_is_its_own_lean_on_the_development_part(runs: Path, realmusic: Path) -> None:
+    """Its file reads as many development clips below 0 as their labels are, pooled over the signed sets."""
+    card = (runs / "models" / "rtmer-default.md").read_text()
+    assert "--calibrate" in card and "Cross-validation chose to calibrate" in card
+    model = StreamingModel(runs / "models" / "rtmer-default.onnx")
+    clips = [c for c in load_realmusic(realmusic) if c.clip_id not in TEST_IDS and c.dataset != "emotify"]
+    estimates = np.stack([clip_estimate(p) for p in stream(model, [load_audio(c.audio_path, SAMPLE_RATE) for c in clips])])
+    signs = np.stack([np.sign(c.va) if c.va is not None else label_signs(c.quadrant, c.cluster) for c in clips])
+    for column in range(2):
+        signed = signs[:, column] != 0
+        assert abs((estimates[signed, column] < 0).mean() - (signs[signed, column] < 0).mean()) <= 1.5 / signed.sum()
 
 
 def test_folds_never_split_an_artist(runs: Path) -> None:
