@@ -20,36 +20,7 @@ from rtmer.outputs.osc import OscSink, parse_target
 from rtmer.core.update import Update
 
 from conftest import cli, music_like
-
-N_PORTS = 2
-
-
-def _receiver(ports_out: Any, received: Any, stop: Any) -> None:
-    """Child process: bind UDP sockets on loopback, decode every bundle with python-osc."""
-    from pythonosc.osc_bundle import OscBundle
-    from pythonosc.parsing import osc_types
-
-    socks = []
-    for _ in range(N_PORTS):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports_out.put([s.getsockname()[1] for s in socks])
-    while not stop.is_set():
-        ready, _, _ = select.select(socks, [], [], 0.05)
-        for s in ready:
-            dgram = s.recv(65536)
-            port = s.getsockname()[1]
-            assert OscBundle.dgram_is_bundle(dgram)
-            bundle = OscBundle(dgram)
-            messages = []
-            for m in bundle:
-                # the type tag string follows the address in the message datagram
-                _, index = osc_types.get_string(m.dgram, 0)
-                tags, _ = osc_types.get_string(m.dgram, index)
-                messages.append((m.address, tags, list(m.params)))
-            received.put((port, bundle.timestamp, messages))
-
+from osc_listener import N_PORTS, listen
 
 @dataclass
 class Receiver:
@@ -72,7 +43,7 @@ class Receiver:
 def receiver() -> Iterator[Receiver]:
     ctx = mp.get_context("spawn")
     ports_out, received, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
-    proc = ctx.Process(target=_receiver, args=(ports_out, received, stop), daemon=True)
+    proc = ctx.Process(target=listen, args=(ports_out, received, stop), daemon=True)
     proc.start()
     try:
         yield Receiver(ports_out.get(timeout=20), received)
