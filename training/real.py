@@ -47,7 +47,7 @@ from training.realeval import (
     reaction_summary,
     zero_points,
 )
-from training.realmusic import CLUSTER_SIGNS, QUADRANT_SIGNS, label_signs, load_realmusic
+from training.realmusic import label_signs, load_realmusic
 from training.teacher import DEFAULT_WEIGHTS, cached_embeddings, clip_embeddings, load_backbone
 
 REPO = Path(__file__).resolve().parent.parent
@@ -278,7 +278,7 @@ def evaluate_fold(entries: Sequence[Entry], items: Sequence[Item], train: np.nda
 def calibration(pool: Pool) -> np.ndarray:
     """The (valence, arousal) zero points of the pooled held-out estimates of every set with a sign: MUSIFEAST-17's ratings, 4Q, MIREX-like."""
     estimates = [r[0] for r in pool.rated] + [q[0] for q in pool.quadrant] + [c[0] for c in pool.clustered]
-    signs = [np.sign(r[3]) for r in pool.rated] + [np.array(QUADRANT_SIGNS[q[3]]) for q in pool.quadrant] + [np.array(CLUSTER_SIGNS[c[1]]) for c in pool.clustered]
+    signs = [label_signs(None, None, r[3]) for r in pool.rated] + [label_signs(q[3], None) for q in pool.quadrant] + [label_signs(None, c[1]) for c in pool.clustered]
     return zero_points(estimates, signs)
 
 
@@ -289,9 +289,9 @@ def final_zero_points(run_dir: Path) -> np.ndarray:
     clips below 0 where its fold students read 31% of theirs), so the folds' zero points do not
     carry over to the final model; its own estimates, on clips it was trained on, tell its lean.
     """
-    args = argparse.Namespace(**{**json.loads((run_dir / "run.json").read_text())["args"]})
+    args = argparse.Namespace(**json.loads((run_dir / "run.json").read_text())["args"])
     for key in ("realmusic_root", "vgmidi_root", "cache", "teacher_weights", "test_part"):
-        setattr(args, key, Path(getattr(args, key, TEST_PART_FILE if key == "test_part" else "")))
+        setattr(args, key, Path(getattr(args, key)))
     args.variants = 0  # VGMIDI has no signs
     saved = torch.load(run_dir / "final.pt", weights_only=True)
     entries = load_corpus(args, with_embeddings=args.size == "large")
@@ -307,7 +307,7 @@ def final_zero_points(run_dir: Path) -> np.ndarray:
         items = [e.item for e in entries]
     estimates, signs = [], []
     for item in items:
-        sign = np.sign(item.va) if item.va is not None else label_signs(item.quadrant, item.cluster)
+        sign = label_signs(item.quadrant, item.cluster, item.va)
         if sign is not None:
             estimates.append(clip_estimate(predict(item)))
             signs.append(sign)
@@ -379,7 +379,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sign-weight", type=float, default=MixedConfig.sign_weight, help="weight of 4Q's sign loss at every hop")
     parser.add_argument("--clip-sign-weight", type=float, default=MixedConfig.clip_sign_weight, help="weight of 4Q's sign loss on a crop's mean estimate of each clip")
     parser.add_argument("--cluster-weight", type=float, default=MixedConfig.cluster_weight, help="weight of a MIREX-like cluster's signs against a 4Q quadrant's")
-    parser.add_argument("--calibrate", action="store_true", help="move each dimension's zero so that the pooled CV estimates read as many clips below 0 as the labels; the exported model subtracts it")
+    parser.add_argument("--calibrate", action="store_true", help="move each dimension's zero so that the estimates read as many clips below 0 as the labels: the CV figures with the folds' pooled zero, the exported model (realcard) with the final model's own")
     parser.add_argument("--rating-offset", action="store_true", help="learn an offset between MUSIFEAST-17's ratings and the model's zero (4Q's boundary); training only")
     parser.add_argument("--teacher-weight", type=float, default=MixedConfig.teacher_weight, help="default: weight of the distillation loss")
     parser.add_argument("--tags-weight", type=float, default=MixedConfig.tags_weight, help="default: weight of the MSD tags (from the tagger) on an auxiliary output")

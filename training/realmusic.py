@@ -107,8 +107,10 @@ class LabelledClip:
     cluster: int | None = None
 
 
-def label_signs(quadrant: int | None, cluster: int | None) -> np.ndarray | None:
-    """(valence, arousal) signs in {-1, 0, +1} that a quadrant or a MIREX cluster fixes (0: none); None if neither."""
+def label_signs(quadrant: int | None, cluster: int | None, va: np.ndarray | None = None) -> np.ndarray | None:
+    """(valence, arousal) signs in {-1, 0, +1} that ratings ``va``, a quadrant or a MIREX cluster fix (0: none); None if none is given."""
+    if va is not None:
+        return np.sign(va).astype(np.float32)
     if quadrant is not None:
         return np.array(QUADRANT_SIGNS[quadrant], np.float32)
     if cluster is not None:

@@ -121,7 +121,7 @@ def test_the_default_s_zero_point_is_its_own_lean_on_the_development_part(runs: 
     model = StreamingModel(runs / "models" / "rtmer-default.onnx")
     clips = [c for c in load_realmusic(realmusic) if c.clip_id not in TEST_IDS and c.dataset != "emotify"]
     estimates = np.stack([clip_estimate(p) for p in stream(model, [load_audio(c.audio_path, SAMPLE_RATE) for c in clips])])
-    signs = np.stack([np.sign(c.va) if c.va is not None else label_signs(c.quadrant, c.cluster) for c in clips])
+    signs = np.stack([label_signs(c.quadrant, c.cluster, c.va) for c in clips])
     for column in range(2):
         signed = signs[:, column] != 0
         assert abs((estimates[signed, column] < 0).mean() - (signs[signed, column] < 0).mean()) <= 1.5 / signed.sum()

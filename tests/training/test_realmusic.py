@@ -140,6 +140,7 @@ def test_load_mirexlike_reads_clusters_and_the_signs_they_imply(tmp_path: Path) 
     assert signs == {1: [0, 1], 2: [1, 0], 3: [-1, -1], 4: [1, 0], 5: [-1, 1]}
     assert CLUSTER_SIGNS[3] == QUADRANT_SIGNS[3]  # poignant, wistful, brooding: sad
     assert label_signs(2, None).tolist() == [-1, 1] and label_signs(None, None) is None  # type: ignore[union-attr]
+    assert label_signs(None, None, np.array([0.25, -0.5])).tolist() == [1, -1]  # type: ignore[union-attr]  # ratings' signs
 
 
 def test_mirexlike_artists_written_last_name_first_group_with_4q_and_musifeast(tmp_path: Path) -> None:
